@@ -1,0 +1,43 @@
+// First-start credentials for the daemon: a self-signed TLS certificate with
+// its private key, and a PSK file, created only where missing.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace secmsg {
+
+// The kind of key the certificate carries.
+enum class KeyType { ecdsa_p256, ed25519 };
+
+// Parses "ecdsa" (also "ecdsa-p256", "p256") or "ed25519"; throws
+// std::invalid_argument naming the accepted values otherwise.
+KeyType parse_key_type(const std::string& name);
+
+// What init_credentials() found and did.
+struct CredentialsReport {
+    std::string key_file;   // DIR/tls.key
+    std::string cert_file;  // DIR/tls.crt
+    std::string psk_file;   // DIR/psk
+    std::vector<std::string> created;  // paths created by this call (empty: nothing to do)
+    std::string pin;        // "sha256:BASE64" of the certificate's SubjectPublicKeyInfo
+                            // (of DIR/tls.crt, whether created now or found)
+};
+
+// Creates, only where missing, in `dir` (which is created with mode 0700 if
+// missing): `tls.key` (PEM private key, mode 0600, written atomically) with
+// `tls.crt` (PEM self-signed certificate of that key, made with wolfCrypt:
+// subjectAltName = the host name, localhost, 127.0.0.1, ::1; valid from an
+// hour ago for 10 years), and `psk` (via generate_psk_file).  Never
+// overwrites: an existing file is kept as it is; if exactly one of tls.key
+// and tls.crt exists, throws std::runtime_error rather than pairing a new
+// half with an old one.  Throws std::runtime_error (one clear line naming
+// the file) on any I/O or crypto failure, and KeyFileError from the PSK code.
+// Idempotent: a second call creates nothing and reports the same pin.
+CredentialsReport init_credentials(const std::string& dir, KeyType type = KeyType::ecdsa_p256);
+
+// The report as lines for a person: what was created (or that nothing was)
+// and the pin clients use with `secmsg --pin`.
+std::string format_report(const CredentialsReport& report);
+
+}  // namespace secmsg
