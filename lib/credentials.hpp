@@ -29,11 +29,13 @@ struct CredentialsReport {
 // `tls.crt` (PEM self-signed certificate of that key, made with wolfCrypt:
 // subjectAltName = the host name, localhost, 127.0.0.1, ::1; valid from an
 // hour ago for 10 years), and `psk` (via generate_psk_file).  Never
-// overwrites: an existing file is kept as it is; if exactly one of tls.key
-// and tls.crt exists, throws std::runtime_error rather than pairing a new
-// half with an old one.  Throws std::runtime_error (one clear line naming
-// the file) on any I/O or crypto failure, and KeyFileError from the PSK code.
-// Idempotent: a second call creates nothing and reports the same pin.
+// overwrites: an existing file is kept as it is.  The key is linked into
+// place before the certificate, so an interrupted run leaves at most a key:
+// when tls.key exists and tls.crt does not, the certificate is made for the
+// existing key (whatever its type); when tls.crt exists without tls.key,
+// throws std::runtime_error.  Throws std::runtime_error (one clear line
+// naming the file) on any I/O or crypto failure, and KeyFileError from the
+// PSK code.  Idempotent: a second call creates nothing, same pin.
 CredentialsReport init_credentials(const std::string& dir, KeyType type = KeyType::ecdsa_p256);
 
 // The report as lines for a person: what was created (or that nothing was)

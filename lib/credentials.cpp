@@ -1,0 +1,454 @@
+// First-start credentials: a self-signed certificate made with wolfCrypt's
+// certificate generation, its private key, and a PSK file.
+#include "credentials.hpp"
+
+#include "fd.hpp"
+#include "psk.hpp"
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/settings.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/ed25519.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+#include <sodium.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <stdexcept>
+#include <string_view>
+#include <vector>
+
+#if !defined(WOLFSSL_CERT_GEN) || !defined(WOLFSSL_ALT_NAMES) || !defined(WOLFSSL_KEY_GEN) \
+    || !defined(WOLFSSL_CERT_EXT) || !defined(HAVE_ED25519) || !defined(HAVE_ECC)
+#error "credentials.cpp needs a wolfSSL with certgen, keygen, certext, alt names, ECC and Ed25519"
+#endif
+
+namespace secmsg {
+namespace {
+
+constexpr int validity_days = 3652;        // about 10 years
+constexpr std::time_t backdate_seconds = 3600;
+constexpr std::size_t der_capacity = 4096;  // a P-256 or Ed25519 certificate is < 1 KiB
+
+[[noreturn]] void fail(const std::string& what, int wolf_error)
+{
+    throw std::runtime_error(what + ": " + wc_GetErrorString(wolf_error));
+}
+
+[[noreturn]] void fail_errno(const std::string& what, const std::string& path)
+{
+    throw std::runtime_error(what + " " + path + ": " + std::strerror(errno));
+}
+
+// Bytes that may hold key material: wiped when their owner dies.
+class WipedBuffer {
+public:
+    explicit WipedBuffer(std::size_t n) : bytes_(std::make_unique<byte[]>(n)), size_(n) {}
+    ~WipedBuffer() { sodium_memzero(bytes_.get(), size_); }
+    WipedBuffer(const WipedBuffer&) = delete;
+    WipedBuffer& operator=(const WipedBuffer&) = delete;
+    byte* data() { return bytes_.get(); }
+    word32 capacity() const { return static_cast<word32>(size_); }
+
+private:
+    std::unique_ptr<byte[]> bytes_;
+    std::size_t size_;
+};
+
+class Rng {
+public:
+    Rng()
+    {
+        if (int rc = wc_InitRng(&rng_); rc != 0) fail("cannot initialise wolfCrypt's random generator", rc);
+    }
+    ~Rng() { wc_FreeRng(&rng_); }
+    Rng(const Rng&) = delete;
+    Rng& operator=(const Rng&) = delete;
+    WC_RNG* get() { return &rng_; }
+
+private:
+    WC_RNG rng_{};
+};
+
+// One private key of either type; freed (and so wiped by wolfCrypt) on destruction.
+class PrivateKey {
+public:
+    explicit PrivateKey(KeyType type) : type_(type)
+    {
+        int rc = type == KeyType::ecdsa_p256 ? wc_ecc_init(&ecc_) : wc_ed25519_init(&ed_);
+        if (rc != 0) fail("cannot initialise a key", rc);
+    }
+    ~PrivateKey()
+    {
+        if (type_ == KeyType::ecdsa_p256) wc_ecc_free(&ecc_);
+        else wc_ed25519_free(&ed_);
+    }
+    PrivateKey(const PrivateKey&) = delete;
+    PrivateKey& operator=(const PrivateKey&) = delete;
+
+    KeyType type() const { return type_; }
+    int wolf_type() const { return type_ == KeyType::ecdsa_p256 ? ECC_TYPE : ED25519_TYPE; }
+    int sig_type() const { return type_ == KeyType::ecdsa_p256 ? CTC_SHA256wECDSA : CTC_ED25519; }
+    void* get() { return type_ == KeyType::ecdsa_p256 ? static_cast<void*>(&ecc_) : static_cast<void*>(&ed_); }
+
+    void generate(Rng& rng)
+    {
+        int rc = type_ == KeyType::ecdsa_p256
+                     ? wc_ecc_make_key_ex(rng.get(), 32, &ecc_, ECC_SECP256R1)
+                     : wc_ed25519_make_key(rng.get(), ED25519_KEY_SIZE, &ed_);
+        if (rc != 0) fail("cannot generate a key", rc);
+    }
+
+    // PKCS#8 DER of the private key into `out`; returns its length.
+    word32 to_pkcs8(WipedBuffer& out)
+    {
+        if (type_ == KeyType::ecdsa_p256) {
+            word32 len = out.capacity();
+            if (int rc = wc_EccKeyToPKCS8(&ecc_, out.data(), &len); rc < 0) fail("cannot encode the key", rc);
+            return len;
+        }
+        int rc = wc_Ed25519PrivateKeyToDer(&ed_, out.data(), out.capacity());
+        if (rc < 0) fail("cannot encode the key", rc);
+        return static_cast<word32>(rc);
+    }
+
+private:
+    KeyType type_;
+    ecc_key ecc_{};
+    ed25519_key ed_{};
+};
+
+// An existing key file, decoded: PEM "PRIVATE KEY" (PKCS#8) or SEC1 "EC PRIVATE KEY".
+std::unique_ptr<PrivateKey> load_key(const std::string& path, const std::string& pem, Rng& rng)
+{
+    WipedBuffer der(pem.size());
+    int len = wc_KeyPemToDer(reinterpret_cast<const byte*>(pem.data()), static_cast<int>(pem.size()),
+                             der.data(), static_cast<int>(der.capacity()), nullptr);
+    if (len <= 0) fail("cannot read the private key in " + path, len);
+
+    auto ecc = std::make_unique<PrivateKey>(KeyType::ecdsa_p256);
+    word32 idx = 0;
+    if (wc_EccPrivateKeyDecode(der.data(), &idx, static_cast<ecc_key*>(ecc->get()), static_cast<word32>(len)) == 0) {
+        auto* k = static_cast<ecc_key*>(ecc->get());
+        if (wc_ecc_get_curve_id(k->idx) != ECC_SECP256R1)
+            throw std::runtime_error("the key in " + path + " is an ECDSA key on a curve other than P-256");
+        // A SEC1 key may come without its public point: derive it.
+        if (k->type == ECC_PRIVATEKEY_ONLY) {
+            if (int rc = wc_ecc_make_pub_ex(k, nullptr, rng.get()); rc != 0) fail("cannot derive the public key of " + path, rc);
+        }
+        return ecc;
+    }
+    auto ed = std::make_unique<PrivateKey>(KeyType::ed25519);
+    idx = 0;
+    auto* k = static_cast<ed25519_key*>(ed->get());
+    if (wc_Ed25519PrivateKeyDecode(der.data(), &idx, k, static_cast<word32>(len)) == 0) {
+        if (!k->pubKeySet) {
+            byte pub[ED25519_PUB_KEY_SIZE];
+            byte priv[ED25519_KEY_SIZE];
+            std::memcpy(priv, k->k, sizeof priv);
+            int rc = wc_ed25519_make_public(k, pub, sizeof pub);
+            if (rc == 0) rc = wc_ed25519_import_private_key(priv, sizeof priv, pub, sizeof pub, k);
+            sodium_memzero(priv, sizeof priv);
+            if (rc != 0) fail("cannot derive the public key of " + path, rc);
+        }
+        return ed;
+    }
+    throw std::runtime_error("the key in " + path + " is neither an ECDSA P-256 nor an Ed25519 private key");
+}
+
+// DER length octets.
+void put_length(std::string& out, std::size_t n)
+{
+    if (n < 0x80) {
+        out.push_back(static_cast<char>(n));
+    } else if (n < 0x100) {
+        out.push_back(static_cast<char>(0x81));
+        out.push_back(static_cast<char>(n));
+    } else {
+        out.push_back(static_cast<char>(0x82));
+        out.push_back(static_cast<char>(n >> 8));
+        out.push_back(static_cast<char>(n & 0xff));
+    }
+}
+
+void put_tlv(std::string& out, unsigned char tag, std::string_view value)
+{
+    out.push_back(static_cast<char>(tag));
+    put_length(out, value.size());
+    out.append(value);
+}
+
+// A host name usable as a dNSName: LDH labels separated by dots.
+bool is_dns_name(std::string_view name)
+{
+    if (name.empty() || name.size() > 253 || name.front() == '.' || name.back() == '.') return false;
+    std::size_t label = 0;
+    for (char c : name) {
+        if (c == '.') {
+            if (label == 0) return false;
+            label = 0;
+            continue;
+        }
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        if (!ok || ++label > 63) return false;
+    }
+    return true;
+}
+
+std::string host_name()
+{
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0) return {};
+    return buf;
+}
+
+// GeneralNames (RFC 5280 4.2.1.6): dNSName [2] and iPAddress [7], implicit tags.
+std::string subject_alt_names(const std::string& host)
+{
+    std::string names;
+    if (is_dns_name(host) && host != "localhost") put_tlv(names, 0x82, host);
+    put_tlv(names, 0x82, "localhost");
+    const unsigned char v4[4] = {127, 0, 0, 1};
+    put_tlv(names, 0x87, std::string_view(reinterpret_cast<const char*>(v4), sizeof v4));
+    unsigned char v6[16] = {};
+    v6[15] = 1;
+    put_tlv(names, 0x87, std::string_view(reinterpret_cast<const char*>(v6), sizeof v6));
+    std::string seq;
+    put_tlv(seq, 0x30, names);
+    return seq;
+}
+
+// An X.509 Time (tag and length included): UTCTime until 2049, GeneralizedTime after.
+int encode_time(std::time_t t, byte* out)
+{
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char text[32];
+    const bool utc = tm.tm_year + 1900 < 2050;
+    std::size_t n = std::strftime(text, sizeof text, utc ? "%y%m%d%H%M%SZ" : "%Y%m%d%H%M%SZ", &tm);
+    out[0] = utc ? ASN_UTC_TIME : ASN_GENERALIZED_TIME;
+    out[1] = static_cast<byte>(n);
+    std::memcpy(out + 2, text, n);
+    return static_cast<int>(n + 2);
+}
+
+std::string make_certificate_pem(PrivateKey& key, Rng& rng)
+{
+    auto cert = std::make_unique<Cert>();
+    if (int rc = wc_InitCert(cert.get()); rc != 0) fail("cannot initialise a certificate", rc);
+    cert->sigType = key.sig_type();
+    cert->isCA = 0;
+    cert->selfSigned = 1;
+
+    const std::string host = host_name();
+    const std::string cn = is_dns_name(host) && host.size() < CTC_NAME_SIZE ? host : "localhost";
+    std::strncpy(cert->subject.commonName, cn.c_str(), CTC_NAME_SIZE - 1);
+    std::strncpy(cert->subject.org, "secmsgd", CTC_NAME_SIZE - 1);
+    std::strncpy(cert->subject.unit, "self-signed first-start certificate", CTC_NAME_SIZE - 1);
+
+    const std::string san = subject_alt_names(host);
+    std::memcpy(cert->altNames, san.data(), san.size());
+    cert->altNamesSz = static_cast<int>(san.size());
+
+    const std::time_t now = std::time(nullptr);
+    cert->beforeDateSz = encode_time(now - backdate_seconds, cert->beforeDate);
+    cert->afterDateSz = encode_time(now - backdate_seconds + std::time_t{validity_days} * 86400, cert->afterDate);
+
+    if (int rc = wc_SetKeyUsage(cert.get(), "digitalSignature"); rc != 0) fail("cannot set the key usage", rc);
+    if (int rc = wc_SetExtKeyUsage(cert.get(), "serverAuth"); rc != 0) fail("cannot set the extended key usage", rc);
+    if (int rc = wc_SetSubjectKeyIdFromPublicKey_ex(cert.get(), key.wolf_type(), key.get()); rc != 0)
+        fail("cannot set the subject key id", rc);
+
+    std::vector<byte> der(der_capacity);
+    int body = wc_MakeCert_ex(cert.get(), der.data(), static_cast<word32>(der.size()), key.wolf_type(), key.get(),
+                              rng.get());
+    if (body < 0) fail("cannot make the certificate", body);
+    int len = wc_SignCert_ex(cert->bodySz, cert->sigType, der.data(), static_cast<word32>(der.size()),
+                             key.wolf_type(), key.get(), rng.get());
+    if (len < 0) fail("cannot sign the certificate", len);
+
+    std::vector<byte> pem(der_capacity * 2);
+    int pem_len = wc_DerToPem(der.data(), static_cast<word32>(len), pem.data(), static_cast<word32>(pem.size()),
+                              CERT_TYPE);
+    if (pem_len <= 0) fail("cannot encode the certificate", pem_len);
+    return std::string(reinterpret_cast<const char*>(pem.data()), static_cast<std::size_t>(pem_len));
+}
+
+// The key as PEM "PRIVATE KEY", in memory that is wiped.
+std::unique_ptr<WipedBuffer> key_pem(PrivateKey& key, word32& pem_len)
+{
+    WipedBuffer der(der_capacity);
+    word32 der_len = key.to_pkcs8(der);
+    auto pem = std::make_unique<WipedBuffer>(der_capacity * 2);
+    int n = wc_DerToPem(der.data(), der_len, pem->data(), pem->capacity(), PKCS8_PRIVATEKEY_TYPE);
+    if (n <= 0) fail("cannot encode the key", n);
+    pem_len = static_cast<word32>(n);
+    return pem;
+}
+
+bool exists(const std::string& path)
+{
+    struct stat st{};
+    if (::lstat(path.c_str(), &st) == 0) return true;
+    if (errno != ENOENT) fail_errno("cannot inspect", path);
+    return false;
+}
+
+std::string read_file(const std::string& path)
+{
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) fail_errno("cannot open", path);
+    std::string text;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail_errno("cannot read", path);
+        if (n == 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    sodium_memzero(buf, sizeof buf);
+    return text;
+}
+
+void fsync_dir(const std::string& dir)
+{
+    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd.get() < 0 || ::fsync(fd.get()) != 0) fail_errno("cannot sync the directory", dir);
+}
+
+// Writes `data` to a temporary file in `dir` with `mode`, syncs it, then
+// links it to `path`: atomic, and never replaces an existing file.
+// Returns false (and writes nothing) when `path` already exists.
+bool write_new_file(const std::string& dir, const std::string& path, const byte* data, std::size_t len, mode_t mode)
+{
+    std::string tmp = path + ".tmp-XXXXXX";
+    Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));  // created with mode 0600
+    if (fd.get() < 0) fail_errno("cannot create a temporary file for", path);
+    struct Unlink {
+        std::string path;
+        ~Unlink() { ::unlink(path.c_str()); }
+    } cleanup{tmp};
+
+    if (::fchmod(fd.get(), mode) != 0) fail_errno("cannot set the mode of", tmp);
+    std::size_t done = 0;
+    while (done < len) {
+        ssize_t n = ::write(fd.get(), data + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail_errno("cannot write", tmp);
+        done += static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) fail_errno("cannot sync", tmp);
+    if (::close(fd.release()) != 0) fail_errno("cannot write", tmp);
+    if (::link(tmp.c_str(), path.c_str()) != 0) {
+        if (errno == EEXIST) return false;
+        fail_errno("cannot create", path);
+    }
+    fsync_dir(dir);
+    return true;
+}
+
+void ensure_directory(const std::string& dir, std::vector<std::string>& created)
+{
+    if (::mkdir(dir.c_str(), 0700) == 0) {
+        created.push_back(dir);
+        return;
+    }
+    if (errno != EEXIST) fail_errno("cannot create the directory", dir);
+    struct stat st{};
+    if (::stat(dir.c_str(), &st) != 0) fail_errno("cannot inspect", dir);
+    if (!S_ISDIR(st.st_mode)) throw std::runtime_error(dir + " exists and is not a directory");
+}
+
+}  // namespace
+
+KeyType parse_key_type(const std::string& name)
+{
+    if (name == "ecdsa" || name == "ecdsa-p256" || name == "p256") return KeyType::ecdsa_p256;
+    if (name == "ed25519") return KeyType::ed25519;
+    throw std::invalid_argument("unknown key type '" + name + "': use ecdsa or ed25519");
+}
+
+CredentialsReport init_credentials(const std::string& dir, KeyType type)
+{
+    CredentialsReport r;
+    const std::string base = dir.empty() ? std::string(".") : dir;
+    r.key_file = base + "/tls.key";
+    r.cert_file = base + "/tls.crt";
+    r.psk_file = base + "/psk";
+    ensure_directory(base, r.created);
+
+    const bool have_key = exists(r.key_file);
+    const bool have_cert = exists(r.cert_file);
+    if (have_cert && !have_key)
+        throw std::runtime_error(r.cert_file + " exists without its key " + r.key_file +
+                                 ": provide the key or remove the certificate");
+    if (!have_cert) {
+        Rng rng;
+        std::unique_ptr<PrivateKey> key;
+        if (have_key) {
+            std::string pem = read_file(r.key_file);
+            try {
+                key = load_key(r.key_file, pem, rng);
+            } catch (...) {
+                sodium_memzero(pem.data(), pem.size());
+                throw;
+            }
+            sodium_memzero(pem.data(), pem.size());
+        } else {
+            key = std::make_unique<PrivateKey>(type);
+            key->generate(rng);
+            word32 len = 0;
+            auto pem = key_pem(*key, len);
+            if (write_new_file(base, r.key_file, pem->data(), len, 0600)) {
+                r.created.push_back(r.key_file);
+            } else {
+                // Another process created the key meanwhile: certify that one.
+                std::string text = read_file(r.key_file);
+                key = load_key(r.key_file, text, rng);
+                sodium_memzero(text.data(), text.size());
+            }
+        }
+        const std::string cert = make_certificate_pem(*key, rng);
+        if (write_new_file(base, r.cert_file, reinterpret_cast<const byte*>(cert.data()), cert.size(), 0644))
+            r.created.push_back(r.cert_file);
+    }
+
+    if (!exists(r.psk_file)) {
+        try {
+            generate_psk_file(r.psk_file, false);
+            r.created.push_back(r.psk_file);
+        } catch (const KeyFileError& e) {
+            if (e.kind() != KeyFileError::Kind::exists) throw;
+        }
+    }
+
+    r.pin = pin_of_certificate_file(r.cert_file);
+    return r;
+}
+
+std::string format_report(const CredentialsReport& r)
+{
+    std::string out;
+    if (r.created.empty()) {
+        out += "credentials already present, nothing created\n";
+    } else {
+        for (const auto& path : r.created) out += "created " + path + "\n";
+    }
+    out += "certificate: " + r.cert_file + "\n";
+    out += "pin for clients: " + r.pin + "\n";
+    return out;
+}
+
+}  // namespace secmsg
