@@ -53,10 +53,14 @@ public:
 
 private:
     ProtoError judge(std::uint32_t length) const;
+    Next fail(ProtoError e);
+    bool top_up(std::size_t n);
+    void make_room(std::size_t n);
 
     std::size_t max_payload_;
-    std::vector<std::uint8_t> buf_;  // partial frame carried across feeds
-    std::size_t buf_used_ = 0;
+    std::vector<std::uint8_t> buf_;  // bytes carried across feeds: [begin_, end_)
+    std::size_t begin_ = 0;
+    std::size_t end_ = 0;
     std::span<const std::uint8_t> in_;
     ProtoError error_ = ProtoError::ok;
 };
