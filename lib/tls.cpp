@@ -1,0 +1,396 @@
+// wolfSSL owners and non-blocking session I/O (see tls.hpp).  Client
+// contexts live in tls_client.cpp.
+#include "tls.hpp"
+
+#include "build_info.hpp"
+#include "protocol.hpp"
+#include "secret.hpp"
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <mutex>
+#include <string_view>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+// TEMPORARY: until build_info.cpp (the tuned-wolfSSL work) lands in
+// lib_sources.  Debian's generic wolfSSL does AES in C, hence false.
+namespace secmsg {
+[[gnu::weak]] bool aes_uses_hardware() { return false; }
+}  // namespace secmsg
+
+namespace secmsg::tls {
+
+namespace {
+
+constexpr std::string_view tls13_aes_first =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256";
+constexpr std::string_view tls13_chacha_first =
+    "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384";
+// TLS 1.2, only when --tls-min-version 1.2: ECDHE key exchange, AEAD only.
+// The certificate is ECDSA or Ed25519, so only ECDSA-authenticated suites.
+constexpr std::string_view tls12_aes_first =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305";
+constexpr std::string_view tls12_chacha_first =
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384";
+
+std::string wolfssl_reason(int err) {
+    char buf[WOLFSSL_MAX_ERROR_SZ] = {};
+    wolfSSL_ERR_error_string_n(static_cast<unsigned long>(err), buf, sizeof buf);
+    return buf;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+    std::vector<std::string_view> out;
+    while (!s.empty()) {
+        auto pos = s.find(sep);
+        auto item = s.substr(0, pos);
+        if (!item.empty()) out.push_back(item);
+        if (pos == std::string_view::npos) break;
+        s.remove_prefix(pos + 1);
+    }
+    return out;
+}
+
+bool is_tls13_suite(std::string_view s) {
+    return s.starts_with("TLS13-") || s.starts_with("TLS_");
+}
+
+// TLS 1.2 suites allowed at all: ECDHE key exchange with an AEAD cipher.
+bool is_allowed_tls12_suite(std::string_view s) {
+    bool ecdhe = s.starts_with("ECDHE-");
+    bool aead = s.find("-GCM-") != std::string_view::npos ||
+                s.find("CHACHA20-POLY1305") != std::string_view::npos ||
+                s.find("-CCM") != std::string_view::npos;
+    return ecdhe && aead;
+}
+
+// The group names we accept, with their TLS codepoints.
+int group_id(std::string_view name) {
+    if (name == "X25519" || name == "x25519") return WOLFSSL_ECC_X25519;
+    if (name == "P-256" || name == "secp256r1" || name == "prime256v1") return WOLFSSL_ECC_SECP256R1;
+    if (name == "P-384" || name == "secp384r1") return WOLFSSL_ECC_SECP384R1;
+    if (name == "P-521" || name == "secp521r1") return WOLFSSL_ECC_SECP521R1;
+    return 0;
+}
+
+// Reads a whole file into wiped memory; throws TlsError naming it.
+SecretBytes read_secret_file(const std::string& path, const char* what) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        throw TlsError(std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
+        ::close(fd);
+        throw TlsError(std::string(what) + " " + path + " is not a regular file of at most 1 MiB");
+    }
+    SecretBytes buf(static_cast<std::size_t>(st.st_size));
+    std::size_t got = 0;
+    while (got < buf.size()) {
+        ssize_t n = ::read(fd, buf.data() + got, buf.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int e = errno;
+            ::close(fd);
+            throw TlsError(std::string("cannot read ") + what + " " + path + ": " +
+                           (n == 0 ? "file shrank while reading" : std::strerror(e)));
+        }
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    return buf;
+}
+
+}  // namespace
+
+void init() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        if (wolfSSL_Init() != WOLFSSL_SUCCESS) throw TlsError("wolfSSL initialisation failed");
+    });
+}
+
+std::string default_ciphers() {
+    return std::string(aes_uses_hardware() ? tls13_aes_first : tls13_chacha_first);
+}
+
+std::string default_groups() { return "X25519:P-256:P-384"; }
+
+Context& Context::operator=(Context&& o) noexcept {
+    if (this != &o) {
+        if (ctx_) wolfSSL_CTX_free(ctx_);
+        ctx_ = std::exchange(o.ctx_, nullptr);
+    }
+    return *this;
+}
+
+Context::~Context() {
+    if (ctx_) wolfSSL_CTX_free(ctx_);
+}
+
+namespace {
+bool loopback_handshake(const std::shared_ptr<Context>& server_ctx);
+}
+
+std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
+    init();
+    if (o.cert_file.empty()) throw TlsError("no certificate file given (--cert)");
+    if (o.key_file.empty()) throw TlsError("no private key file given (--key)");
+
+    auto ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfSSLv23_server_method()));
+    if (!*ctx) throw TlsError("cannot create a wolfSSL server context (out of memory?)");
+    WOLFSSL_CTX* c = ctx->get();
+
+    int minv = o.min_version == Version::tls13 ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
+    if (wolfSSL_CTX_SetMinVersion(c, minv) != WOLFSSL_SUCCESS)
+        throw TlsError("this wolfSSL cannot set the minimum TLS version");
+
+    // Suites: validated here so that a configuration can never weaken the
+    // policy (TLS 1.3 suites, or TLS 1.2 ECDHE + AEAD only).
+    std::string ciphers = o.ciphers;
+    if (ciphers.empty()) {
+        ciphers = default_ciphers();
+        if (o.min_version == Version::tls12)
+            ciphers += ":" + std::string(aes_uses_hardware() ? tls12_aes_first : tls12_chacha_first);
+    }
+    bool any13 = false;
+    bool any12 = false;
+    for (auto s : split(ciphers, ':')) {
+        if (is_tls13_suite(s)) {
+            any13 = true;
+        } else if (is_allowed_tls12_suite(s)) {
+            if (o.min_version == Version::tls13)
+                throw TlsError("cipher suite " + std::string(s) +
+                               " is TLS 1.2; it needs --tls-min-version 1.2");
+            any12 = true;
+        } else {
+            throw TlsError("cipher suite " + std::string(s) +
+                           " is not allowed (TLS 1.3 suites, or TLS 1.2 ECDHE with AES-GCM or "
+                           "ChaCha20-Poly1305 only)");
+        }
+    }
+    if (!any13 && !any12) throw TlsError("the cipher suite list is empty");
+    if (wolfSSL_CTX_set_cipher_list(c, ciphers.c_str()) != WOLFSSL_SUCCESS)
+        throw TlsError("this wolfSSL supports none of the cipher suites " + ciphers);
+
+    std::string groups = o.groups.empty() ? default_groups() : o.groups;
+    std::vector<int> ids;
+    for (auto g : split(groups, ':')) {
+        int id = group_id(g);
+        if (id == 0)
+            throw TlsError("unknown key exchange group " + std::string(g) +
+                           " (known: X25519, P-256, P-384, P-521)");
+        ids.push_back(id);
+    }
+    if (ids.empty()) throw TlsError("the key exchange group list is empty");
+    if (wolfSSL_CTX_set_groups(c, ids.data(), static_cast<int>(ids.size())) != WOLFSSL_SUCCESS)
+        throw TlsError("this wolfSSL does not support the key exchange groups " + groups);
+
+    {
+        auto cert = read_secret_file(o.cert_file, "certificate file");
+        if (wolfSSL_CTX_use_certificate_chain_buffer_format(
+                c, cert.data(), static_cast<long>(cert.size()), WOLFSSL_FILETYPE_PEM) !=
+            WOLFSSL_SUCCESS)
+            throw TlsError("certificate file " + o.cert_file +
+                           " holds no usable PEM certificate (ECDSA P-256 or Ed25519)");
+    }
+    {
+        auto key = read_secret_file(o.key_file, "private key file");
+        int rc = wolfSSL_CTX_use_PrivateKey_buffer(c, key.data(), static_cast<long>(key.size()),
+                                                   WOLFSSL_FILETYPE_PEM);
+        if (rc != WOLFSSL_SUCCESS)
+            throw TlsError("private key file " + o.key_file +
+                           " holds no usable PEM private key (ECDSA P-256 or Ed25519): " +
+                           wolfssl_reason(rc));
+    }
+    if (wolfSSL_CTX_check_private_key(c) != WOLFSSL_SUCCESS || !loopback_handshake(ctx))
+        throw TlsError("private key " + o.key_file + " does not match certificate " + o.cert_file);
+
+    if (!o.session_tickets) {
+        wolfSSL_CTX_NoTicketTLSv12(c);
+        wolfSSL_CTX_no_ticket_TLSv13(c);
+    }
+    // No client certificates.
+    wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_NONE, nullptr);
+    return ctx;
+}
+
+Session::Session(std::shared_ptr<Context> ctx, int fd, bool is_server) : ctx_(std::move(ctx)) {
+    ssl_ = wolfSSL_new(ctx_->get());
+    if (!ssl_) throw TlsError("cannot create a TLS session (out of memory?)");
+    if (wolfSSL_set_fd(ssl_, fd) != WOLFSSL_SUCCESS) {
+        wolfSSL_free(ssl_);
+        ssl_ = nullptr;
+        throw TlsError("cannot attach a TLS session to its socket");
+    }
+    // The server answers secmsg/1 or refuses a client that offers only other
+    // protocols; a client that offers no ALPN at all is accepted.
+    char proto[alpn_protocol.size() + 1];
+    std::memcpy(proto, alpn_protocol.data(), alpn_protocol.size());
+    proto[alpn_protocol.size()] = '\0';
+    if (wolfSSL_UseALPN(ssl_, proto, static_cast<unsigned>(alpn_protocol.size()),
+                        is_server ? WOLFSSL_ALPN_FAILED_ON_MISMATCH
+                                  : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) != WOLFSSL_SUCCESS) {
+        wolfSSL_free(ssl_);
+        ssl_ = nullptr;
+        throw TlsError("cannot set ALPN on a TLS session");
+    }
+    if (is_server)
+        wolfSSL_set_accept_state(ssl_);
+    else
+        wolfSSL_set_connect_state(ssl_);
+}
+
+Session::~Session() {
+    if (ssl_) wolfSSL_free(ssl_);
+}
+
+Session::Session(Session&& o) noexcept
+    : ctx_(std::move(o.ctx_)), ssl_(std::exchange(o.ssl_, nullptr)), last_error_(o.last_error_) {}
+
+Session& Session::operator=(Session&& o) noexcept {
+    if (this != &o) {
+        if (ssl_) wolfSSL_free(ssl_);
+        ssl_ = std::exchange(o.ssl_, nullptr);
+        ctx_ = std::move(o.ctx_);
+        last_error_ = o.last_error_;
+    }
+    return *this;
+}
+
+void Session::set_server_name(const std::string& name) {
+    if (name.empty()) return;
+    // SNI carries host names only, never address literals (RFC 6066).
+    bool literal = name.find(':') != std::string::npos ||
+                   name.find_first_not_of("0123456789.") == std::string::npos;
+    if (!literal)
+        wolfSSL_UseSNI(ssl_, WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<unsigned short>(name.size()));
+    wolfSSL_check_domain_name(ssl_, name.c_str());
+}
+
+namespace {
+
+// Classifies a failed wolfSSL call.
+Io classify(WOLFSSL* ssl, int ret, int& last_error) {
+    int err = wolfSSL_get_error(ssl, ret);
+    switch (err) {
+    case WOLFSSL_ERROR_WANT_READ: return Io::want_read;
+    case WOLFSSL_ERROR_WANT_WRITE: return Io::want_write;
+    case WOLFSSL_ERROR_ZERO_RETURN:  // close_notify received
+        last_error = err;
+        return Io::closed;
+    default: break;
+    }
+    last_error = err;
+    if (err == SOCKET_PEER_CLOSED_E) return Io::closed;  // TCP FIN without close_notify
+    return Io::failed;
+}
+
+}  // namespace
+
+Io Session::handshake() {
+    int ret = wolfSSL_negotiate(ssl_);
+    if (ret == WOLFSSL_SUCCESS) return Io::done;
+    Io r = classify(ssl_, ret, last_error_);
+    // A peer that hangs up during the handshake did not complete it.
+    return r == Io::closed ? Io::failed : r;
+}
+
+IoResult Session::read(std::span<std::uint8_t> buf) {
+    int want = static_cast<int>(std::min<std::size_t>(buf.size(), 1u << 30));
+    int ret = wolfSSL_read(ssl_, buf.data(), want);
+    if (ret > 0) return {Io::done, static_cast<std::size_t>(ret)};
+    return {classify(ssl_, ret, last_error_), 0};
+}
+
+IoResult Session::write(std::span<const std::uint8_t> buf) {
+    if (buf.empty()) return {Io::done, 0};
+    int len = static_cast<int>(std::min<std::size_t>(buf.size(), 1u << 30));
+    int ret = wolfSSL_write(ssl_, buf.data(), len);
+    if (ret > 0) return {Io::done, static_cast<std::size_t>(ret)};
+    return {classify(ssl_, ret, last_error_), 0};
+}
+
+Io Session::shutdown() {
+    // Once close_notify has left (wolfSSL records it), never call again:
+    // a second wolfSSL_shutdown would wait for the peer's.
+    if (wolfSSL_get_shutdown(ssl_) & WOLFSSL_SENT_SHUTDOWN) return Io::done;
+    int ret = wolfSSL_shutdown(ssl_);
+    if (ret == WOLFSSL_SUCCESS || ret == WOLFSSL_SHUTDOWN_NOT_DONE) return Io::done;
+    Io r = classify(ssl_, ret, last_error_);
+    if (r == Io::want_write || r == Io::want_read) return Io::want_write;
+    return r;
+}
+
+bool Session::has_pending() const { return wolfSSL_has_pending(ssl_) != 0; }
+
+std::string Session::version() const {
+    const char* v = wolfSSL_get_version(ssl_);
+    return v ? v : "";
+}
+
+std::string Session::cipher() const {
+    const char* c = wolfSSL_get_cipher_name(ssl_);
+    return c ? c : "";
+}
+
+std::string Session::alpn() const {
+    char* name = nullptr;
+    unsigned short size = 0;
+    if (wolfSSL_ALPN_GetProtocol(ssl_, &name, &size) != WOLFSSL_SUCCESS || !name) return {};
+    return std::string(name, size);
+}
+
+std::string Session::error_text() const {
+    if (last_error_ == 0) return "no error";
+    return wolfssl_reason(last_error_);
+}
+
+int Session::verify_result() const {
+    return static_cast<int>(wolfSSL_get_verify_result(ssl_));
+}
+
+namespace {
+
+// wolfSSL_CTX_check_private_key does not catch every mismatched ECDSA key, so
+// the context proves itself: one TLS handshake with itself over a socket
+// pair, whose CertificateVerify the client checks against the certificate.
+bool loopback_handshake(const std::shared_ptr<Context>& server_ctx) {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0)
+        throw TlsError(std::string("cannot test the certificate and key: socketpair: ") +
+                       std::strerror(errno));
+    auto client_ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfSSLv23_client_method()));
+    bool ok = false;
+    if (*client_ctx) {
+        wolfSSL_CTX_set_verify(client_ctx->get(), WOLFSSL_VERIFY_NONE, nullptr);
+        Session server(server_ctx, fds[0], true);
+        Session client(client_ctx, fds[1], false);
+        Io s = Io::want_read;
+        Io c = Io::want_read;
+        for (int i = 0; i < 50; ++i) {
+            if (c != Io::done) c = client.handshake();
+            if (s != Io::done) s = server.handshake();
+            if (s == Io::failed || c == Io::failed || s == Io::closed || c == Io::closed) break;
+            if (s == Io::done && c == Io::done) {
+                ok = true;
+                break;
+            }
+        }
+    }
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return ok;
+}
+
+}  // namespace
+
+}  // namespace secmsg::tls
