@@ -3,6 +3,7 @@
 #include "credentials.hpp"
 
 #include "fd.hpp"
+#include "pin.hpp"
 #include "psk.hpp"
 
 #include <wolfssl/options.h>
@@ -434,7 +435,7 @@ CredentialsReport init_credentials(const std::string& dir, KeyType type)
         }
     }
 
-    r.pin = pin_of_certificate_file(r.cert_file);
+    r.pin = pin_of_file(r.cert_file);
     return r;
 }
 
