@@ -1,0 +1,79 @@
+// The client side of one secmsg/1 connection, without I/O: seals MSGs, keeps
+// the ones sent but not yet acknowledged (a bounded window), and checks every
+// ACK or ERROR the server sends against them.  The caller moves the bytes.
+#pragma once
+
+#include "frame_reader.hpp"
+#include "payload.hpp"
+#include "protocol.hpp"
+#include "seal.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace secmsg {
+
+inline constexpr std::size_t default_window = 64;
+
+class ClientSession {
+public:
+    // `window`: how many MSGs may await their ACK at once (at least 1).
+    explicit ClientSession(std::shared_ptr<const FrameKeys> keys,
+                           std::size_t window = default_window);
+
+    // What one frame from the server meant.
+    struct Event {
+        enum class Kind {
+            acked,           // ACK matching the oldest unacknowledged MSG (seq, text = note)
+            not_recorded,    // ERROR 6 for the oldest MSG (seq, code, text = reason); go on
+            server_error,    // any other ERROR (code, seq = ref_seq, text = reason); finished
+            protocol_error,  // this side found the server's frame wrong (local, text); finished
+        };
+        Kind kind;
+        std::uint64_t seq = no_seq;
+        std::uint16_t code = 0;
+        ProtoError local = ProtoError::ok;  // protocol_error: what is wrong
+        std::string text;
+    };
+
+    bool can_send() const { return !finished_ && pending_.size() < window_; }
+    std::size_t in_flight() const { return pending_.size(); }
+    std::size_t window() const { return window_; }
+    // True once a server_error or protocol_error event was produced.
+    bool finished() const { return finished_; }
+    // The seq the next MSG will carry (= number of MSGs sealed so far).
+    std::uint64_t next_seq() const { return channel_.next_tx_seq(); }
+    // The seq of the oldest unacknowledged MSG; no_seq when none.
+    std::uint64_t oldest_pending() const;
+
+    // Seals `message` as the next MSG, appended to `out`, and remembers its
+    // seq and digest.  Returns its seq.  Precondition: can_send().
+    std::uint64_t send(std::span<const std::uint8_t> message, std::vector<std::uint8_t>& out);
+
+    // Takes the next bytes received from the server (any split) and appends
+    // one event per whole frame to `events`.  After a finishing event, later
+    // input is ignored.
+    void receive(std::span<const std::uint8_t> bytes, std::vector<Event>& events);
+
+private:
+    void handle_frame(std::span<const std::uint8_t> frame, std::vector<Event>& events);
+    void fail(ProtoError e, std::string text, std::vector<Event>& events);
+
+    struct Pending {
+        std::uint64_t seq;
+        Digest digest;
+    };
+
+    Channel channel_;
+    FrameReader reader_;
+    std::size_t window_;
+    std::deque<Pending> pending_;
+    std::vector<std::uint8_t> scratch_;
+    bool finished_ = false;
+};
+
+}  // namespace secmsg
