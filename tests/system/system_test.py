@@ -1,0 +1,310 @@
+#!/usr/bin/python3
+"""System test: the installed secmsg under a real systemd, booted in a container.
+
+    system_test.py --meson MESON --builddir BUILD --cache DIR [--boot-only]
+
+Installs the build (meson install into a staging DESTDIR), boots Debian with
+systemd as PID 1 (container.py), copies the installation in, and checks what
+issue 6 promises: `systemctl start secmsgd` works with nothing else done,
+first-start credentials, messages (text, multi-line, binary) sent by the
+installed client and verified against the generated certificate, each one in
+the journal with its exact payload and fields, reload, a clean stop, and
+socket activation.  On failure it prints the container's journal.
+--boot-only boots and checks the container machinery alone.
+
+Exit status: 0 passed, 1 failed, 77 skipped (not root).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from container import Container, ContainerError, cached_rootfs  # noqa: E402
+
+STATE_DIR = "/var/lib/secmsgd"
+CLIENT_PSK = "/root/secmsg.psk"
+PORT = 8443
+
+
+class CheckFailed(Exception):
+    """The software under test did not do what it should."""
+
+
+def expect(condition, what):
+    if not condition:
+        raise CheckFailed(what)
+    print(f"ok: {what}", flush=True)
+
+
+def fingerprint(tree):
+    """(path, size, mtime) of every entry below tree: any change shows."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames.sort()
+        for name in [""] + sorted(filenames) + dirnames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_mode}\n".encode())
+    return digest.hexdigest()
+
+
+def staged_install(meson, builddir, destdir):
+    """meson install of the build into destdir; returns (sbindir, bindir) as installed."""
+    subprocess.run([meson, "install", "-C", builddir, "--no-rebuild", "--quiet",
+                    "--destdir", destdir], check=True, stdout=subprocess.DEVNULL)
+    out = subprocess.run([meson, "introspect", "--buildoptions", builddir],
+                         check=True, capture_output=True, text=True).stdout
+    opts = {o["name"]: o["value"] for o in json.loads(out)}
+    return (os.path.join(opts["prefix"], opts["sbindir"]),
+            os.path.join(opts["prefix"], opts["bindir"]))
+
+
+def journal_field(entry, name):
+    """A journal JSON field as bytes: journald writes text as a string, binary
+    data as an array of byte values, and a field present several times as an
+    array of those (refused here: each field must appear once)."""
+    value = entry.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, list) and all(isinstance(b, int) for b in value):
+        return bytes(value)
+    raise CheckFailed(f"journal field {name} appears more than once: {value!r:.200}")
+
+
+class ServiceChecks:
+    """The checks of the installed service, in the order a person would do them."""
+
+    def __init__(self, container, sbindir, bindir):
+        self.c = container
+        self.daemon = os.path.join(sbindir, "secmsgd")
+        self.client = os.path.join(bindir, "secmsg")
+        self.sent = []          # every message sent and acknowledged, in order
+        self.tag = secrets.token_hex(4)
+
+    # -- helpers ------------------------------------------------------------
+
+    def systemctl(self, *args, check=True):
+        return self.c.run(["systemctl", *args], check=check)
+
+    def prop(self, unit, name):
+        return self.systemctl("show", unit, "-p", name, "--value").stdout.strip()
+
+    def send(self, messages, whole=False, host="127.0.0.1", trust=None):
+        """Sends messages with the installed client (pipe mode: one per line,
+        or all of stdin as one with --whole); requires exit status 0."""
+        trust = trust or ["--ca-file", f"{STATE_DIR}/tls.crt"]
+        argv = [self.client, "--host", host, "--port", str(PORT),
+                "--psk-file", CLIENT_PSK, *trust]
+        if whole:
+            argv.append("--whole")
+            (data,) = messages
+        else:
+            data = b"".join(m + b"\n" for m in messages)
+        r = self.c.run(argv, input=data, check=False, binary=True)
+        if r.returncode != 0:
+            raise CheckFailed(f"{' '.join(argv)} exited with {r.returncode}: "
+                              f"{r.stderr.decode(errors='replace').strip()}")
+        self.sent.extend(messages)
+        print(f"ok: client sent {len(messages)} message(s) "
+              f"({'--whole' if whole else 'lines'}, {host}, {trust[0]}), "
+              f"all acknowledged", flush=True)
+
+    def recorded(self):
+        """The journal entries of secmsgd.service that record a message."""
+        out = self.c.run(["journalctl", "-u", "secmsgd.service", "-o", "json",
+                          "--all", "--no-pager"]).stdout
+        entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return [e for e in entries if "SECMSG_PAYLOAD" in e]
+
+    def expect_active(self, unit="secmsgd.service"):
+        state = self.systemctl("is-active", unit, check=False).stdout.strip()
+        expect(state == "active", f"{unit} is active (is-active says {state!r})")
+
+    # -- the checks ---------------------------------------------------------
+
+    def run_all(self):
+        self.start()
+        self.first_start_credentials()
+        self.messages()
+        self.journal_records()
+        self.reload()
+        self.stop()
+        self.socket_activation()
+        self.no_restarts()
+
+    def start(self):
+        self.systemctl("daemon-reload")
+        r = self.systemctl("start", "secmsgd.service", check=False)
+        expect(r.returncode == 0, "systemctl start secmsgd succeeds "
+               f"{r.stderr.strip()}".strip())
+        self.expect_active()
+
+    def first_start_credentials(self):
+        real = self.c.run(["readlink", "-f", STATE_DIR]).stdout.strip()
+        expect(real == "/var/lib/private/secmsgd",
+               f"the state directory is DynamicUser's private one ({real})")
+        for name, mode in (("tls.key", "600"), ("psk", "600"), ("tls.crt", None)):
+            r = self.c.run(["stat", "-c", "%a %U", f"{STATE_DIR}/{name}"], check=False)
+            expect(r.returncode == 0, f"first start created {STATE_DIR}/{name}")
+            got_mode, owner = r.stdout.split()
+            expect(owner not in ("root", "0"),
+                   f"{name} belongs to the service's dynamic user ({owner})")
+            if mode:
+                expect(got_mode == mode, f"{name} has mode {mode} ({got_mode})")
+        # The client refuses a PSK file anyone but its owner could read; give
+        # root its own copy of the daemon's generated PSK.
+        self.c.run(["install", "-m", "600", f"{STATE_DIR}/psk", CLIENT_PSK])
+
+    def messages(self):
+        self.send([f"hello from the system test {self.tag}".encode(),
+                   f"second line, UTF-8: \u00e9\u00e8 \u2713 {self.tag}".encode()])
+        self.send([f"multi-line {self.tag}\nline two\n\nline four, no newline".encode()],
+                  whole=True)
+        self.send([bytes(range(256)) + self.tag.encode()], whole=True)
+        # The certificate's pin, as the first start printed it, works too.
+        startup = self.c.run(["journalctl", "-u", "secmsgd.service", "-o", "cat",
+                              "--no-pager"]).stdout
+        pins = re.findall(r"sha256:[A-Za-z0-9+/]{43}=", startup)
+        expect(bool(pins), "the first start logged the certificate's pin")
+        self.send([f"verified by pin {self.tag}".encode()], trust=["--pin", pins[0]])
+
+    def journal_records(self):
+        entries = self.recorded()
+        ids = set()
+        for message in self.sent:
+            found = [e for e in entries if journal_field(e, "SECMSG_PAYLOAD") == message]
+            expect(len(found) == 1, f"the journal has the message {message[:40]!r} "
+                   f"exactly once ({len(found)} entries)")
+            e = found[0]
+            digest = (journal_field(e, "SECMSG_SHA256") or b"").decode().lower()
+            expect(digest == hashlib.sha256(message).hexdigest(),
+                   "  SECMSG_SHA256 is the SHA-256 of the exact bytes")
+            expect(journal_field(e, "SECMSG_BYTES") == str(len(message)).encode(),
+                   f"  SECMSG_BYTES is {len(message)}")
+            peer = (journal_field(e, "SECMSG_PEER") or b"").decode()
+            expect(re.fullmatch(r"(127\.0\.0\.1|\[::1\]):\d+", peer) is not None,
+                   f"  SECMSG_PEER is the client's address ({peer})")
+            mid = (journal_field(e, "MESSAGE_ID") or b"").decode()
+            expect(re.fullmatch(r"[0-9a-f]{32}", mid) is not None,
+                   f"  MESSAGE_ID is a 128-bit id ({mid})")
+            ids.add(mid)
+        expect(len(ids) == 1, "every message has the same MESSAGE_ID")
+        mid = ids.pop()
+        listed = self.c.run(["journalctl", f"MESSAGE_ID={mid}", "-o", "json",
+                             "--all", "--no-pager"]).stdout.splitlines()
+        expect(len(listed) == len(self.sent),
+               f"journalctl MESSAGE_ID={mid} lists every message ({len(listed)})")
+
+    def reload(self):
+        pid = self.prop("secmsgd.service", "MainPID")
+        r = self.systemctl("reload", "secmsgd.service", check=False)
+        expect(r.returncode == 0, f"systemctl reload secmsgd succeeds {r.stderr.strip()}")
+        time.sleep(0.5)
+        self.expect_active()
+        expect(self.prop("secmsgd.service", "MainPID") == pid,
+               "the same process still serves after the reload")
+        self.send([f"after reload {self.tag}".encode()])
+
+    def stop(self):
+        r = self.systemctl("stop", "secmsgd.service", check=False)
+        expect(r.returncode == 0, "systemctl stop secmsgd succeeds")
+        result = self.prop("secmsgd.service", "Result")
+        expect(result == "success", f"the stop ends with Result=success ({result})")
+        state = self.prop("secmsgd.service", "ActiveState")
+        expect(state == "inactive", f"secmsgd is inactive after stop ({state})")
+        status = self.prop("secmsgd.service", "ExecMainStatus")
+        expect(status == "0", f"secmsgd exited with status 0 ({status})")
+
+    def socket_activation(self):
+        self.systemctl("start", "secmsgd.socket")
+        self.expect_active("secmsgd.socket")
+        state = self.prop("secmsgd.service", "ActiveState")
+        expect(state == "inactive", f"the service waits for a first connection ({state})")
+        before = len(self.recorded())
+        self.send([f"socket-activated {self.tag}".encode()])
+        self.expect_active()
+        self.send([f"socket-activated over IPv6 {self.tag}".encode()], host="::1")
+        expect(len(self.recorded()) == before + 2,
+               "the socket-activated service recorded both messages")
+        r = self.systemctl("stop", "secmsgd.socket", "secmsgd.service", check=False)
+        expect(r.returncode == 0, "stopping the socket and the service succeeds")
+        result = self.prop("secmsgd.service", "Result")
+        expect(result == "success", f"Result=success after socket activation ({result})")
+
+    def no_restarts(self):
+        n = self.prop("secmsgd.service", "NRestarts")
+        expect(n == "0", f"systemd never had to restart secmsgd (NRestarts={n})")
+
+
+def boot_checks(c):
+    state = c.run(["systemctl", "is-system-running"], check=False).stdout.strip()
+    expect(state in ("running", "degraded"), f"systemd runs as PID 1 ({state})")
+    pid1 = c.run(["cat", "/proc/1/comm"]).stdout.strip()
+    expect(pid1 == "systemd", f"PID 1 in the container is systemd ({pid1})")
+    r = c.run(["journalctl", "--boot", "-n", "1", "--no-pager"], check=False)
+    expect(r.returncode == 0 and r.stdout.strip() != "", "journald records the boot")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--meson", required=True)
+    ap.add_argument("--builddir", required=True)
+    ap.add_argument("--cache", required=True, help="directory for the cached root file system")
+    ap.add_argument("--boot-only", action="store_true")
+    args = ap.parse_args()
+
+    if os.geteuid() != 0:
+        print("skipped: the system test boots a container and needs root")
+        return 77
+    missing = [t for t in ("debootstrap", "systemd-nspawn", "nsenter") if not shutil.which(t)]
+    if missing:
+        print(f"FAIL: {', '.join(missing)} not found: "
+              f"apt-get install systemd-container debootstrap", file=sys.stderr)
+        return 1
+
+    failed = None
+    with tempfile.TemporaryDirectory(prefix="secmsg-system-") as tmp:
+        try:
+            rootfs = cached_rootfs(args.cache)
+            before = fingerprint(rootfs)
+            if not args.boot_only:
+                staging = os.path.join(tmp, "staging")
+                sbindir, bindir = staged_install(args.meson, args.builddir, staging)
+            with Container(rootfs, f"secmsg-systest-{os.getpid()}") as c:
+                try:
+                    boot_checks(c)
+                    if not args.boot_only:
+                        c.install_tree(staging)
+                        ServiceChecks(c, sbindir, bindir).run_all()
+                except (CheckFailed, ContainerError, subprocess.TimeoutExpired) as e:
+                    failed = e
+                    print("\n===== the container's journal =====")
+                    print(c.journal())
+                    print("===== end of the container's journal =====\n")
+            expect(True, "the container left no process, mount or cgroup behind")
+            expect(fingerprint(rootfs) == before,
+                   "the cached root file system is unchanged")
+        except (CheckFailed, ContainerError) as e:
+            if failed:
+                print(f"FAIL: {e}", file=sys.stderr)
+            failed = failed or e
+    if failed:
+        print(f"FAIL: {failed}", file=sys.stderr)
+        return 1
+    print("system test passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
