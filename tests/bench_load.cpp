@@ -212,6 +212,7 @@ private:
 
     // Seals MSGs until the window is full (or the quota is reached).
     void fill() {
+        compact();
         const std::size_t q = quota();
         const std::size_t window = q ? 1 : sh_.cfg.window;
         while (pending_.size() < window && (q == 0 || sent_ < q)) {
@@ -234,6 +235,16 @@ private:
         out_.clear();
         out_off_ = 0;
         return true;
+    }
+
+    // Drops the already written front of the output buffer (when no write
+    // waits for a retry), so that a connection that never drains completely
+    // does not grow its buffer without bound.
+    void compact() {
+        if (write_len_ == 0 && out_off_ > 0 && out_off_ >= out_.size() / 2) {
+            out_.erase(out_.begin(), out_.begin() + static_cast<std::ptrdiff_t>(out_off_));
+            out_off_ = 0;
+        }
     }
 
     // Reads until TLS wants more bytes from the socket, handling every frame.
