@@ -21,12 +21,6 @@
 #include <utility>
 #include <vector>
 
-// TEMPORARY: until build_info.cpp (the tuned-wolfSSL work) lands in
-// lib_sources.  Debian's generic wolfSSL does AES in C, hence false.
-namespace secmsg {
-[[gnu::weak]] bool aes_uses_hardware() { return false; }
-}  // namespace secmsg
-
 namespace secmsg::tls {
 
 namespace {

@@ -1,0 +1,336 @@
+// The per-connection state machine (see connection.hpp).
+#include "connection.hpp"
+
+#include "log.hpp"
+#include "payload.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace secmsg::daemon {
+
+const char* describe(CloseReason r) {
+    switch (r) {
+    case CloseReason::none: return "none";
+    case CloseReason::client_closed: return "client-closed";
+    case CloseReason::client_gone_mid_frame: return "client-gone-mid-frame";
+    case CloseReason::tls_failed: return "tls-failed";
+    case CloseReason::handshake_timeout: return "handshake-timeout";
+    case CloseReason::idle_timeout: return "idle-timeout";
+    case CloseReason::protocol_error: return "protocol-error";
+    case CloseReason::server_shutdown: return "server-shutdown";
+    case CloseReason::shutdown_timeout: return "shutdown-timeout";
+    case CloseReason::write_failed: return "write-failed";
+    }
+    return "unknown";
+}
+
+Connection::Connection(Shared& shared, Fd fd, std::string peer, std::uint64_t id,
+                       std::shared_ptr<tls::Context> tls_ctx, std::shared_ptr<const FrameKeys> keys)
+    : shared_(shared),
+      fd_(std::move(fd)),
+      peer_(std::move(peer)),
+      id_(id),
+      channel_(std::move(keys), Role::server, shared.limits.max_payload),
+      reader_(shared.limits.max_payload),
+      timer_(shared.reactor, [this] { on_timer(); }),
+      started_(Clock::now()),
+      last_activity_(started_) {
+    tls_.emplace(std::move(tls_ctx), fd_.get(), true);
+}
+
+Connection::~Connection() {
+    if (fd_) shared_.reactor.remove(fd_.get());
+}
+
+void Connection::start() {
+    shared_.reactor.add(fd_.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
+    timer_.arm_in(shared_.limits.handshake_timeout);
+}
+
+void Connection::on_events(std::uint32_t) { step(); }
+
+// Every entry does all it can in the current state; the states' own
+// functions move the machine forward and may fall through to the next.
+void Connection::step() {
+    if (state_ == State::handshaking) do_handshake();
+    if (state_ == State::open || state_ == State::draining) {
+        if (!flush()) return;
+        read_input();
+        if (state_ == State::open || state_ == State::draining) {
+            if (!flush()) return;
+        }
+        if (state_ == State::draining && read_drained_ && !input_paused_) {
+            // Everything the client had sent is answered: say goodbye.
+            queue_error(ProtoError::shutting_down, no_seq, describe(ProtoError::shutting_down));
+            enter_closing(CloseReason::server_shutdown);
+        }
+    }
+    if (state_ == State::closing) do_closing();
+    if (state_ == State::lingering) do_lingering();
+}
+
+void Connection::do_handshake() {
+    switch (tls_->handshake()) {
+    case tls::Io::done:
+        tls_version_ = tls_->version();
+        tls_cipher_ = tls_->cipher();
+        state_ = State::open;
+        last_activity_ = Clock::now();
+        timer_.arm_in(shared_.limits.idle_timeout);
+        return;
+    case tls::Io::want_read:
+    case tls::Io::want_write: return;
+    case tls::Io::closed:
+    case tls::Io::failed:
+        log::warning("conn " + std::to_string(id_) + " peer " + peer_ +
+                     ": TLS handshake failed: " + tls_->error_text());
+        close_now(CloseReason::tls_failed);
+        return;
+    }
+}
+
+// Reads until want-read, unless stopped on purpose: the output bound
+// (input paused; flush() resumes it) or the per-pass budget (revisit).
+void Connection::read_input() {
+    if (!process_frames()) return;  // frames kept from an earlier pass first
+    for (int budget = shared_.limits.reads_per_pass; !input_paused_; --budget) {
+        if (budget == 0) {
+            shared_.reactor.revisit(this);
+            return;
+        }
+        auto r = tls_->read(shared_.rbuf);
+        switch (r.status) {
+        case tls::Io::done:
+            read_drained_ = false;
+            bytes_in_ += r.bytes;
+            last_activity_ = Clock::now();
+            reader_.feed(std::span<const std::uint8_t>(shared_.rbuf).first(r.bytes));
+            if (!process_frames()) return;
+            continue;
+        case tls::Io::want_read: read_drained_ = true; return;
+        case tls::Io::want_write: return;  // TLS needs to write first: the next edge resumes
+        case tls::Io::closed:
+            // The client is done sending: answer what came, then close.
+            enter_closing(reader_.has_buffered() ? CloseReason::client_gone_mid_frame
+                                                 : CloseReason::client_closed);
+            return;
+        case tls::Io::failed:
+            if (reader_.has_buffered()) {
+                close_now(CloseReason::client_gone_mid_frame);
+            } else {
+                log::warning("conn " + std::to_string(id_) + " peer " + peer_ +
+                             ": TLS read failed: " + tls_->error_text());
+                close_now(CloseReason::tls_failed);
+            }
+            return;
+        }
+    }
+}
+
+// Handles whole frames until the reader needs more.  False when it stopped
+// early (output bound, frame budget, fatal error); any input not consumed
+// yet is then kept by the reader.
+bool Connection::process_frames() {
+    for (int budget = shared_.limits.frames_per_pass;; --budget) {
+        if (pending_output() >= shared_.limits.max_output) {
+            reader_.retain();
+            input_paused_ = true;
+            return false;
+        }
+        if (budget == 0) {
+            reader_.retain();
+            shared_.reactor.revisit(this);
+            return false;
+        }
+        auto next = reader_.next();
+        switch (next.kind) {
+        case FrameReader::Next::Kind::need_more: return true;
+        case FrameReader::Next::Kind::error: fatal(next.error, no_seq); return false;
+        case FrameReader::Next::Kind::frame:
+            handle_frame(next.frame);
+            if (state_ != State::open && state_ != State::draining) return false;
+            break;
+        }
+    }
+}
+
+void Connection::handle_frame(std::span<const std::uint8_t> frame) {
+    Opened o = channel_.open(frame, shared_.scratch);
+    if (o.error != ProtoError::ok) {
+        fatal(o.error, o.error == ProtoError::auth ? no_seq : o.seq);
+        return;
+    }
+    ++frames_in_;
+    const Digest digest = sha256(o.plaintext);
+    MessageInfo info{peer_, id_, o.seq, o.plaintext, &digest};
+    std::string why = shared_.recorder.record(info);
+    auto& p = shared_.payload_buf;
+    p.clear();
+    if (why.empty()) {
+        ++shared_.messages;
+        build_ack(o.seq, digest, "recorded", p);
+        channel_.seal(FrameType::ack, p, out_);
+    } else {
+        ++shared_.not_recorded;
+        if (!record_error_logged_) {  // once per connection; the summary counts them
+            log::error("conn " + std::to_string(id_) + " peer " + peer_ + ": message seq " +
+                       std::to_string(o.seq) + " not recorded: " + why);
+            record_error_logged_ = true;
+        }
+        build_error(static_cast<std::uint16_t>(ProtoError::not_recorded), o.seq,
+                    "message not recorded (" + why + "); it may be resent", p);
+        channel_.seal(FrameType::error, p, out_);
+    }
+    ++frames_out_;
+}
+
+void Connection::fatal(ProtoError e, std::uint64_t ref_seq) {
+    log::warning("conn " + std::to_string(id_) + " peer " + peer_ + ": " +
+                 std::string(describe(e)) + " (ERROR " +
+                 std::to_string(static_cast<int>(e)) + "), closing");
+    queue_error(e, ref_seq, describe(e));
+    enter_closing(CloseReason::protocol_error);
+}
+
+void Connection::queue_error(ProtoError e, std::uint64_t ref_seq, std::string_view reason) {
+    auto& p = shared_.payload_buf;
+    p.clear();
+    build_error(static_cast<std::uint16_t>(e), ref_seq, reason, p);
+    channel_.seal(FrameType::error, p, out_);
+    ++frames_out_;
+}
+
+// Writes until everything is out or TLS wants to wait.  False when the
+// connection closed.  Resumes paused input once the output is below half
+// the bound (through the revisit list: no new edge will come for input
+// that already waits).
+bool Connection::flush() {
+    for (;;) {
+        if (wbuf_.empty()) {
+            if (out_.empty()) break;
+            wbuf_.swap(out_);
+        }
+        auto r = tls_->write(wbuf_);
+        if (r.status == tls::Io::done) {
+            bytes_out_ += wbuf_.size();
+            last_activity_ = Clock::now();
+            wbuf_.clear();
+            if (wbuf_.capacity() > (256u << 10)) wbuf_.shrink_to_fit();
+            continue;
+        }
+        if (r.status == tls::Io::want_write || r.status == tls::Io::want_read) break;
+        if (r.status == tls::Io::closed) {
+            close_now(CloseReason::client_closed);
+        } else {
+            log::warning("conn " + std::to_string(id_) + " peer " + peer_ +
+                         ": TLS write failed: " + tls_->error_text());
+            close_now(CloseReason::write_failed);
+        }
+        return false;
+    }
+    if (input_paused_ && pending_output() < shared_.limits.max_output / 2) {
+        input_paused_ = false;
+        if (out_.capacity() > (256u << 10)) out_.shrink_to_fit();
+        shared_.reactor.revisit(this);
+    }
+    return true;
+}
+
+void Connection::enter_closing(CloseReason why) {
+    if (state_ == State::closing || state_ == State::lingering || state_ == State::closed) return;
+    state_ = State::closing;
+    reason_ = why;
+    timer_.arm_in(shared_.limits.linger);
+}
+
+void Connection::do_closing() {
+    if (!flush()) return;
+    if (pending_output() > 0) return;  // want-write: the next edge continues
+    switch (tls_->shutdown()) {
+    case tls::Io::done:
+        ::shutdown(fd_.get(), SHUT_WR);
+        state_ = State::lingering;
+        return;
+    case tls::Io::want_read:
+    case tls::Io::want_write: return;
+    case tls::Io::closed:
+    case tls::Io::failed: close_now(reason_); return;
+    }
+}
+
+// Discards input until the peer closes (or the linger bound passes), so
+// that closing never resets a connection whose last frames are unread.
+void Connection::do_lingering() {
+    for (int i = 0; i < shared_.limits.reads_per_pass; ++i) {
+        ssize_t n = ::recv(fd_.get(), shared_.rbuf.data(), shared_.rbuf.size(), 0);
+        if (n > 0) continue;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        close_now(reason_);  // EOF or error
+        return;
+    }
+    shared_.reactor.revisit(this);
+}
+
+void Connection::on_timer() {
+    switch (state_) {
+    case State::handshaking: close_now(CloseReason::handshake_timeout); return;
+    case State::open:
+    case State::draining: {
+        auto due = last_activity_ + shared_.limits.idle_timeout;
+        if (due > Clock::now()) {
+            timer_.arm_at(due);
+            return;
+        }
+        enter_closing(CloseReason::idle_timeout);
+        step();
+        return;
+    }
+    case State::closing:
+    case State::lingering: close_now(reason_); return;
+    case State::closed: return;
+    }
+}
+
+void Connection::begin_shutdown() {
+    switch (state_) {
+    case State::handshaking: close_now(CloseReason::server_shutdown); return;
+    case State::open:
+        state_ = State::draining;
+        shared_.reactor.revisit(this);
+        return;
+    default: return;
+    }
+}
+
+void Connection::abort(CloseReason why) {
+    if (state_ != State::closed) close_now(why);
+}
+
+void Connection::close_now(CloseReason why) {
+    if (state_ == State::closed) return;
+    if (reason_ == CloseReason::none || (state_ != State::closing && state_ != State::lingering))
+        reason_ = why;
+    state_ = State::closed;
+    timer_.cancel();
+    shared_.reactor.forget(this);
+    shared_.reactor.remove(fd_.get());
+    tls_.reset();
+    fd_.reset();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
+    char dur[32];
+    std::snprintf(dur, sizeof dur, "%lld.%03llds", static_cast<long long>(ms / 1000),
+                  static_cast<long long>(ms % 1000));
+    log::info("conn " + std::to_string(id_) + " peer " + peer_ + " closed: tls " +
+              (tls_version_.empty() ? "-" : tls_version_ + " " + tls_cipher_) + ", in " +
+              std::to_string(frames_in_) + " frames " + std::to_string(bytes_in_) + " bytes, out " +
+              std::to_string(frames_out_) + " frames " + std::to_string(bytes_out_) +
+              " bytes, duration " + dur + ", reason " + describe(reason_));
+    if (shared_.on_closed) shared_.on_closed(id_);
+}
+
+}  // namespace secmsg::daemon

@@ -1,0 +1,144 @@
+// One client connection: a state machine with one entry point
+// (on_events), driven by the reactor.  TLS's own wants are kept apart from
+// the application's: the connection always drains what it can (write
+// until want-write, read until want-read) and remembers, through the
+// reactor's revisit list, when it stopped early on purpose.
+//
+//   handshaking -> open -> draining (SIGTERM) -> closing -> lingering -> closed
+//                     \____________________________/^
+//
+// handshaking: TLS handshake, bounded by the handshake timeout.
+// open:        frames in, each MSG recorded then ACKed (or ERROR 6).
+// draining:    server shutting down: every MSG already received is still
+//              recorded and ACKed; at the first want-read, ERROR 7.
+// closing:     no more input; pending output flushed, then close_notify.
+// lingering:   close_notify sent, write side shut; input discarded until
+//              the peer closes or a bound passes (so no RST eats our last
+//              frames).
+// closed:      the socket is closed; the object dies at the end of the pass.
+#pragma once
+
+#include "fd.hpp"
+#include "frame_reader.hpp"
+#include "reactor.hpp"
+#include "recorder.hpp"
+#include "seal.hpp"
+#include "tls.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace secmsg::daemon {
+
+// Why a connection ended (one word in its summary line).
+enum class CloseReason {
+    none,
+    client_closed,      // close_notify or FIN from the client
+    client_gone_mid_frame,  // the client vanished with part of a frame sent
+    tls_failed,         // handshake or record layer failure
+    handshake_timeout,
+    idle_timeout,
+    protocol_error,     // ERROR 1 to 5 sent
+    server_shutdown,    // ERROR 7 sent
+    shutdown_timeout,   // still open when the shutdown bound passed
+    write_failed,
+};
+
+const char* describe(CloseReason r);
+
+struct Limits {
+    std::size_t max_payload = default_max_payload;
+    std::size_t max_output = 1u << 20;  // pending output before input pauses
+    std::chrono::milliseconds handshake_timeout{10000};
+    std::chrono::milliseconds idle_timeout{300000};
+    std::chrono::milliseconds linger{2000};  // closing + lingering bound
+    int reads_per_pass = 8;                  // TLS records read per connection per pass
+    int frames_per_pass = 256;               // frames handled per connection per pass
+};
+
+// What every connection of a server shares: the loop, the recorder, the
+// limits, one receive buffer and one plaintext scratch buffer for the whole
+// loop, and the counters.
+struct Shared {
+    Shared(Reactor& r, Recorder& rec, const Limits& l) : reactor(r), recorder(rec), limits(l) {}
+    Reactor& reactor;
+    Recorder& recorder;
+    Limits limits;
+    std::vector<std::uint8_t> rbuf = std::vector<std::uint8_t>(16384 + 512);
+    std::vector<std::uint8_t> scratch;
+    std::vector<std::uint8_t> payload_buf;
+    std::uint64_t messages = 0;      // recorded
+    std::uint64_t not_recorded = 0;  // answered with ERROR 6
+    // Called (once) when a connection has closed its socket; the owner
+    // destroys the connection, deferred to the end of the pass.
+    std::function<void(std::uint64_t id)> on_closed;
+};
+
+class Connection : public Handler {
+public:
+    enum class State { handshaking, open, draining, closing, lingering, closed };
+
+    // Takes the accepted, non-blocking socket.  Nothing happens until start().
+    Connection(Shared& shared, Fd fd, std::string peer, std::uint64_t id,
+               std::shared_ptr<tls::Context> tls_ctx, std::shared_ptr<const FrameKeys> keys);
+    ~Connection() override;
+
+    // Registers with the reactor and arms the handshake timeout.  Throws
+    // std::system_error (epoll) or tls::TlsError (no session).
+    void start();
+
+    // The one entry point: epoll's events, or 0 when revisited.
+    void on_events(std::uint32_t events) override;
+
+    // The server is shutting down: finish what was received, then ERROR 7.
+    void begin_shutdown();
+    // Closes the socket now (shutdown bound passed).
+    void abort(CloseReason why);
+
+    State state() const { return state_; }
+    std::uint64_t id() const { return id_; }
+
+private:
+    void step();
+    void do_handshake();
+    void read_input();
+    bool process_frames();
+    void handle_frame(std::span<const std::uint8_t> frame);
+    void fatal(ProtoError e, std::uint64_t ref_seq);
+    void queue_error(ProtoError e, std::uint64_t ref_seq, std::string_view reason);
+    bool flush();
+    void do_closing();
+    void do_lingering();
+    void enter_closing(CloseReason why);
+    void close_now(CloseReason why);
+    void on_timer();
+    std::size_t pending_output() const { return out_.size() + wbuf_.size(); }
+
+    Shared& shared_;
+    Fd fd_;
+    std::string peer_;
+    std::uint64_t id_;
+    State state_ = State::handshaking;
+    CloseReason reason_ = CloseReason::none;
+    std::optional<tls::Session> tls_;
+    Channel channel_;
+    FrameReader reader_;
+    std::vector<std::uint8_t> out_;   // sealed frames not yet given to TLS
+    std::vector<std::uint8_t> wbuf_;  // given to TLS, retried as-is after want-write
+    bool input_paused_ = false;       // output bound reached
+    bool read_drained_ = false;       // last read said want-read
+    bool record_error_logged_ = false;
+    Timer timer_;
+    Clock::time_point started_;
+    Clock::time_point last_activity_;
+    std::string tls_version_;
+    std::string tls_cipher_;
+    std::uint64_t frames_in_ = 0, bytes_in_ = 0, frames_out_ = 0, bytes_out_ = 0;
+};
+
+}  // namespace secmsg::daemon

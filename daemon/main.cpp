@@ -1,0 +1,293 @@
+// secmsgd: options (command line and configuration file), credentials,
+// listeners, and the wiring of the server to the loop, signals and systemd.
+#include "build_info.hpp"
+#include "credentials.hpp"
+#include "log.hpp"
+#include "net.hpp"
+#include "notify.hpp"
+#include "psk.hpp"
+#include "reactor.hpp"
+#include "recorder.hpp"
+#include "secmsg_config.h"
+#include "server.hpp"
+#include "tls.hpp"
+
+#include <CLI/CLI.hpp>
+#include <systemd/sd-daemon.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <iostream>
+#include <unistd.h>
+
+using namespace secmsg;
+using namespace secmsg::daemon;
+
+namespace {
+
+// Exit statuses (sysexits.h): usage, configuration, and anything at run time.
+constexpr int exit_usage = 64;
+constexpr int exit_config = 78;
+constexpr int exit_runtime = 1;
+
+struct Options {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = default_port;
+    std::vector<std::string> listen;
+    std::string cert, key, psk_file;
+    std::string record = "auto";
+    std::size_t max_connections = 10000;
+    double handshake_timeout = 10, idle_timeout = 300, shutdown_timeout = 5;
+    std::size_t max_payload = default_max_payload;
+    std::size_t max_output = 1u << 20;
+    std::string tls_min_version = "1.3";
+    std::string tls_ciphers, tls_groups;
+    bool check_config = false;
+    std::string init_credentials;
+    std::string key_type = "ecdsa";
+};
+
+// A configuration problem: one line for the user, exit_config.
+struct ConfigError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+std::chrono::milliseconds seconds_opt(double s, const char* name) {
+    if (!(s > 0) || s > 86400.0 * 365)
+        throw ConfigError(std::string(name) + " must be a positive number of seconds");
+    return std::chrono::milliseconds(static_cast<long long>(s * 1000));
+}
+
+// --cert/--key/--psk-file, else $CREDENTIALS_DIRECTORY/{tls.crt,tls.key,psk}.
+void resolve_credential_paths(Options& o) {
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    auto fill = [&](std::string& path, const char* name, const char* opt) {
+        if (!path.empty()) return;
+        if (dir && *dir) {
+            path = std::string(dir) + "/" + name;
+            return;
+        }
+        throw ConfigError(std::string("no ") + opt +
+                          " given (nor $CREDENTIALS_DIRECTORY); create credentials with "
+                          "secmsgd --init-credentials DIR");
+    };
+    fill(o.cert, "tls.crt", "--cert");
+    fill(o.key, "tls.key", "--key");
+    fill(o.psk_file, "psk", "--psk-file");
+}
+
+tls::ServerOptions tls_options(const Options& o) {
+    tls::ServerOptions t;
+    t.cert_file = o.cert;
+    t.key_file = o.key;
+    if (o.tls_min_version == "1.3")
+        t.min_version = tls::Version::tls13;
+    else if (o.tls_min_version == "1.2")
+        t.min_version = tls::Version::tls12;
+    else
+        throw ConfigError("--tls-min-version must be 1.2 or 1.3 (got '" + o.tls_min_version + "')");
+    t.ciphers = o.tls_ciphers;
+    t.groups = o.tls_groups;
+    return t;
+}
+
+// Loads certificate, key and PSK; throws tls::TlsError or KeyFileError.
+Credentials load_credentials(const Options& o) {
+    Credentials c;
+    c.tls = tls::make_server_context(tls_options(o));
+    SecretBytes psk = load_psk_file(o.psk_file);
+    c.keys = std::make_shared<const FrameKeys>(psk.bytes());
+    return c;
+}
+
+std::vector<net::Endpoint> endpoints(const Options& o) {
+    std::vector<net::Endpoint> eps;
+    for (const auto& l : o.listen) eps.push_back(net::parse_endpoint(l, o.port));
+    if (eps.empty()) eps.push_back({o.host, o.port});
+    return eps;
+}
+
+// Sockets passed by systemd (socket activation), made non-blocking.
+std::vector<Fd> activated_sockets() {
+    std::vector<Fd> fds;
+    int n = sd_listen_fds(1);
+    if (n < 0) throw std::runtime_error(std::string("sd_listen_fds: ") + std::strerror(-n));
+    for (int i = 0; i < n; ++i) {
+        int fd = SD_LISTEN_FDS_START + i;
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+            throw std::runtime_error("socket activation: fd " + std::to_string(fd) +
+                                     " is not a listening stream socket");
+        int fl = ::fcntl(fd, F_GETFL);
+        ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        fds.emplace_back(fd);
+    }
+    return fds;
+}
+
+int run(Options& o) {
+    Limits limits;
+    limits.handshake_timeout = seconds_opt(o.handshake_timeout, "--handshake-timeout");
+    limits.idle_timeout = seconds_opt(o.idle_timeout, "--idle-timeout");
+    auto shutdown_bound = seconds_opt(o.shutdown_timeout, "--shutdown-timeout");
+    if (o.max_payload > max_max_payload)
+        throw ConfigError("--max-payload must be at most " + std::to_string(max_max_payload));
+    if (o.max_connections == 0) throw ConfigError("--max-connections must be at least 1");
+    if (o.max_output < 65536) throw ConfigError("--max-output must be at least 65536");
+    limits.max_payload = o.max_payload;
+    limits.max_output = o.max_output;
+    resolve_credential_paths(o);
+    auto record_mode = parse_record_mode(o.record);
+    auto eps = endpoints(o);
+
+    Credentials creds = load_credentials(o);
+    auto recorder = make_recorder(record_mode);
+    if (o.check_config) {
+        std::cout << "configuration OK: certificate " << o.cert << ", key " << o.key << ", PSK "
+                  << o.psk_file << ", recording to " << recorder->name() << "\n";
+        return 0;
+    }
+
+    ::signal(SIGPIPE, SIG_IGN);
+    Reactor reactor;
+    Server server(reactor, *recorder, limits, o.max_connections, creds);
+
+    std::string where;
+    auto activated = activated_sockets();
+    if (!activated.empty()) {
+        for (auto& fd : activated) {
+            where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
+            server.add_listener(std::move(fd));
+        }
+        where += " (socket activation)";
+    } else {
+        for (const auto& ep : eps) {
+            Fd fd = net::listen_tcp(ep);
+            where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
+            server.add_listener(std::move(fd));
+        }
+    }
+
+    Notifier notifier(reactor, [&server] {
+        return std::to_string(server.connections()) + " connections, " +
+               std::to_string(server.messages()) + " messages recorded";
+    });
+    server.on_change = [&notifier] { notifier.changed(); };
+
+    SignalWatcher signals(reactor, {SIGTERM, SIGINT, SIGHUP}, [&](int sig) {
+        if (sig == SIGHUP) {
+            if (server.shutting_down()) return;
+            notifier.reloading();
+            try {
+                server.set_credentials(load_credentials(o));
+                log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " +
+                            o.psk_file + " for new connections");
+            } catch (const std::exception& e) {
+                log::error(std::string("reload failed, keeping the previous credentials: ") + e.what());
+            }
+            notifier.ready();
+            return;
+        }
+        if (server.shutting_down()) return;
+        log::notice(std::string("shutting down on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+                    ": " + std::to_string(server.connections()) + " connections to finish within " +
+                    std::to_string(shutdown_bound.count()) + " ms");
+        notifier.stopping();
+        server.begin_shutdown(shutdown_bound, [&reactor] { reactor.stop(); });
+    });
+
+    log::notice(std::string("secmsgd ") + SECMSG_VERSION + " listening on " + where + "; TLS " +
+                (o.tls_min_version == "1.2" ? "1.2 and 1.3" : "1.3 only") + ", suites " +
+                (o.tls_ciphers.empty() ? tls::default_ciphers() : o.tls_ciphers) + ", groups " +
+                (o.tls_groups.empty() ? tls::default_groups() : o.tls_groups) + "; recording to " +
+                std::string(recorder->name()) + "; " + wolfssl_build_description());
+    notifier.ready();
+    reactor.run();
+    log::notice("stopped: " + std::to_string(server.accepted()) + " connections served, " +
+                std::to_string(server.messages()) + " messages recorded");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    log::init();
+    Options o;
+    CLI::App app{"secmsgd: receives sealed messages over TLS and records each in the journal"};
+    app.set_version_flag("--version", std::string("secmsgd ") + SECMSG_VERSION);
+    app.set_config("--config", std::string(SECMSG_SYSCONFDIR) + "/secmsgd/secmsgd.conf",
+                   "configuration file (command line options win)");
+    app.add_option("--host", o.host, "address to listen on (:: for every IPv6 and IPv4 address)")
+        ->capture_default_str();
+    app.add_option("--port", o.port, "TCP port")->capture_default_str()->check(CLI::Range(1, 65535));
+    app.add_option("--listen", o.listen, "ADDR:PORT or [V6ADDR]:PORT to listen on (repeatable; replaces --host/--port)");
+    app.add_option("--cert", o.cert, "TLS certificate, PEM (default: $CREDENTIALS_DIRECTORY/tls.crt)");
+    app.add_option("--key", o.key, "TLS private key, PEM (default: $CREDENTIALS_DIRECTORY/tls.key)");
+    app.add_option("--psk-file", o.psk_file, "pre-shared key file (default: $CREDENTIALS_DIRECTORY/psk)");
+    app.add_option("--record", o.record,
+                   "journal, stderr or none (none: nothing is recorded, for benchmarks only); "
+                   "default: the journal when reachable, else stderr")
+        ->check(CLI::IsMember({"auto", "journal", "stderr", "none"}));
+    app.add_option("--max-connections", o.max_connections, "open connections at most")->capture_default_str();
+    app.add_option("--handshake-timeout", o.handshake_timeout, "seconds")->capture_default_str();
+    app.add_option("--idle-timeout", o.idle_timeout, "seconds")->capture_default_str();
+    app.add_option("--shutdown-timeout", o.shutdown_timeout, "seconds")->capture_default_str();
+    app.add_option("--max-payload", o.max_payload, "largest message in bytes (at most 16 MiB)")
+        ->capture_default_str();
+    app.add_option("--max-output", o.max_output,
+                   "bytes of unsent output per connection before its input pauses")
+        ->capture_default_str();
+    app.add_option("--tls-min-version", o.tls_min_version, "1.3, or 1.2 to also allow TLS 1.2 (ECDHE+AEAD)")
+        ->capture_default_str()->check(CLI::IsMember({"1.2", "1.3"}));
+    app.add_option("--tls-ciphers", o.tls_ciphers, "wolfSSL cipher suite list (default: by AES hardware)");
+    app.add_option("--tls-groups", o.tls_groups, "key exchange groups, e.g. X25519:P-256");
+    app.add_flag("--check-config", o.check_config, "check the configuration and credentials, then exit");
+    app.add_option("--init-credentials", o.init_credentials,
+                   "create DIR/tls.key, DIR/tls.crt and DIR/psk where missing, then exit");
+    app.add_option("--key-type", o.key_type, "for --init-credentials: ecdsa (P-256) or ed25519")
+        ->capture_default_str()->check(CLI::IsMember({"ecdsa", "ed25519"}));
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::FileError& e) {
+        std::cerr << "secmsgd: " << e.what() << "\n";
+        return exit_config;
+    } catch (const CLI::ParseError& e) {
+        std::cerr << "secmsgd: " << e.what() << " (see secmsgd --help)\n";
+        return exit_usage;
+    }
+
+    try {
+        if (!o.init_credentials.empty()) {
+            auto report = init_credentials(o.init_credentials, parse_key_type(o.key_type));
+            std::cout << format_report(report);
+            return 0;
+        }
+        return run(o);
+    } catch (const ConfigError& e) {
+        log::error(e.what());
+        return exit_config;
+    } catch (const tls::TlsError& e) {
+        log::error(e.what());
+        return exit_config;
+    } catch (const KeyFileError& e) {
+        log::error(e.what());
+        return exit_config;
+    } catch (const net::NetError& e) {
+        log::error(e.what());
+        return exit_runtime;
+    } catch (const std::exception& e) {
+        log::error(e.what());
+        return exit_runtime;
+    }
+}

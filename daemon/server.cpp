@@ -1,0 +1,149 @@
+// The server (see server.hpp).
+#include "server.hpp"
+
+#include "log.hpp"
+#include "net.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+namespace secmsg::daemon {
+
+namespace {
+constexpr int accepts_per_pass = 64;
+constexpr auto accept_retry = std::chrono::milliseconds(250);
+constexpr auto refused_log_interval = std::chrono::seconds(10);
+}  // namespace
+
+class Server::Listener : public Handler {
+public:
+    Listener(Server& s, Fd fd) : server_(s), fd_(std::move(fd)) {}
+    ~Listener() override { server_.reactor_.remove(fd_.get()); }
+    void on_events(std::uint32_t) override { server_.accept_from(*this); }
+    int fd() const { return fd_.get(); }
+
+private:
+    Server& server_;
+    Fd fd_;
+};
+
+Server::Server(Reactor& reactor, Recorder& recorder, const Limits& limits,
+               std::size_t max_connections, Credentials creds)
+    : reactor_(reactor),
+      shared_{reactor, recorder, limits},
+      max_connections_(max_connections),
+      creds_(std::move(creds)),
+      accept_timer_(reactor,
+                    [this] {
+                        accept_paused_ = false;
+                        for (auto& l : listeners_) reactor_.revisit(l.get());
+                    }),
+      shutdown_timer_(reactor, [this] {
+          for (auto& [id, c] : conns_) c->abort(CloseReason::shutdown_timeout);
+          reactor_.defer([this] { finish(); });
+      }) {
+    shared_.on_closed = [this](std::uint64_t id) { closed(id); };
+}
+
+Server::~Server() = default;
+
+void Server::add_listener(Fd fd) {
+    auto l = std::make_unique<Listener>(*this, std::move(fd));
+    reactor_.add(l->fd(), EPOLLIN, l.get());
+    listeners_.push_back(std::move(l));
+}
+
+// Accepts until EAGAIN, at most accepts_per_pass at a time (then the loop
+// comes back through the revisit list) so a burst of new clients cannot
+// starve established ones.
+void Server::accept_from(Listener& l) {
+    if (accept_paused_ || shutting_down_) return;
+    for (int i = 0; i < accepts_per_pass; ++i) {
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        int fd = ::accept4(l.fd(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) return;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                // No busy loop: pause and retry on a timer; say so once per episode.
+                if (!accept_timer_.armed())
+                    log::warning(std::string("cannot accept: ") + std::strerror(e) +
+                                 "; pausing new connections (" + std::to_string(conns_.size()) +
+                                 " open)");
+                accept_paused_ = true;
+                accept_timer_.arm_in(accept_retry);
+                return;
+            }
+            log::error(std::string("accept failed: ") + std::strerror(e));
+            return;
+        }
+        Fd cfd(fd);
+        if (conns_.size() >= max_connections_) {
+            ++refused_;
+            auto now = Clock::now();
+            if (now - refused_logged_ >= refused_log_interval) {
+                log::warning("--max-connections " + std::to_string(max_connections_) +
+                             " reached: refused " + std::to_string(refused_) + " new client(s)");
+                refused_ = 0;
+                refused_logged_ = now;
+            }
+            continue;  // closed at once
+        }
+        int one = 1;
+        ::setsockopt(cfd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        std::uint64_t id = ++next_id_;
+        auto peer = net::format_address(reinterpret_cast<sockaddr*>(&ss), len);
+        try {
+            auto c = std::make_unique<Connection>(shared_, std::move(cfd), peer, id, creds_.tls,
+                                                  creds_.keys);
+            c->start();
+            conns_.emplace(id, std::move(c));
+        } catch (const std::exception& ex) {
+            log::error("conn " + std::to_string(id) + " peer " + peer + ": cannot set up: " + ex.what());
+            continue;
+        }
+        if (on_change) on_change();
+    }
+    reactor_.revisit(&l);
+}
+
+void Server::closed(std::uint64_t id) {
+    // The connection is inside its own handler: destroy it after the pass.
+    reactor_.defer([this, id] {
+        conns_.erase(id);
+        if (on_change) on_change();
+        if (shutting_down_ && conns_.empty()) finish();
+    });
+}
+
+void Server::begin_shutdown(std::chrono::milliseconds bound, std::function<void()> done) {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    done_ = std::move(done);
+    // Stop accepting (a socket-activated fd stays open in systemd).  The
+    // listeners die after this pass: an event for one may still be queued.
+    for (auto& l : listeners_) reactor_.remove(l->fd());
+    auto dying = std::make_shared<std::vector<std::unique_ptr<Listener>>>(std::move(listeners_));
+    listeners_.clear();
+    reactor_.defer([dying] { dying->clear(); });
+    accept_timer_.cancel();
+    for (auto& [id, c] : conns_) c->begin_shutdown();
+    shutdown_timer_.arm_in(bound);
+    if (conns_.empty()) reactor_.defer([this] { finish(); });
+}
+
+void Server::finish() {
+    if (!done_) return;
+    shutdown_timer_.cancel();
+    auto done = std::move(done_);
+    done_ = nullptr;
+    done();
+}
+
+}  // namespace secmsg::daemon

@@ -1,0 +1,76 @@
+// The server: listeners, the accept policy (capped per pass, EMFILE pause,
+// max connections), the set of connections, reload and shutdown.
+#pragma once
+
+#include "connection.hpp"
+#include "fd.hpp"
+#include "reactor.hpp"
+#include "recorder.hpp"
+#include "seal.hpp"
+#include "tls.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace secmsg::daemon {
+
+// What new connections are opened under; replaced as a whole on reload.
+struct Credentials {
+    std::shared_ptr<tls::Context> tls;
+    std::shared_ptr<const FrameKeys> keys;
+};
+
+class Server {
+public:
+    Server(Reactor& reactor, Recorder& recorder, const Limits& limits,
+           std::size_t max_connections, Credentials creds);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Takes a listening, non-blocking socket and starts accepting on it.
+    void add_listener(Fd fd);
+
+    // New connections get these; open ones keep what they started with.
+    void set_credentials(Credentials creds) { creds_ = std::move(creds); }
+
+    // Stops accepting, lets every connection finish what it received (ERROR
+    // 7, close_notify), and calls `done` once all are closed or `bound` passed.
+    void begin_shutdown(std::chrono::milliseconds bound, std::function<void()> done);
+
+    std::size_t connections() const { return conns_.size(); }
+    std::uint64_t messages() const { return shared_.messages; }
+    std::uint64_t accepted() const { return next_id_; }
+    bool shutting_down() const { return shutting_down_; }
+
+    // Called whenever the counts change (for sd_notify STATUS=).
+    std::function<void()> on_change;
+
+private:
+    class Listener;
+    void accept_from(Listener& l);
+    void closed(std::uint64_t id);
+    void finish();
+
+    Reactor& reactor_;
+    Shared shared_;
+    std::size_t max_connections_;
+    Credentials creds_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
+    std::uint64_t next_id_ = 0;
+    bool accept_paused_ = false;  // EMFILE episode: retried on a timer
+    Timer accept_timer_;
+    std::uint64_t refused_ = 0;   // over --max-connections since the last report
+    Clock::time_point refused_logged_{};
+    bool shutting_down_ = false;
+    Timer shutdown_timer_;
+    std::function<void()> done_;
+};
+
+}  // namespace secmsg::daemon
