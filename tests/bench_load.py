@@ -94,6 +94,28 @@ def make_credentials(d):
     return paths
 
 
+def cpu_times(cpus):
+    """{cpu: (busy, total)} jiffies from /proc/stat, for the given CPU numbers."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *vals = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                v = [int(x) for x in vals]
+                idle = v[3] + v[4]  # idle, iowait
+                out[int(name[3:])] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+def busy_share(before, after, cpu):
+    """Fraction of the time a CPU was busy (any process) between two cpu_times samples."""
+    if cpu not in before or cpu not in after:
+        return None
+    db = after[cpu][0] - before[cpu][0]
+    dt = after[cpu][1] - before[cpu][1]
+    return db / dt if dt > 0 else None
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -221,17 +243,23 @@ class Generator:
         return result
 
 
-def measure_load(gen, server, workload, seconds):
-    """One run of a streaming or handshake workload; figures for the table."""
+def measure_load(gen, server, workload, seconds, cpus):
+    """One run of a streaming or handshake workload; figures for the table.
+    cpus: (server CPU, generator CPU), to see how busy each was in total."""
     marks = {}
 
     def on_line(line, _):
         if line == "begin":
             marks["cpu0"] = server.cpu_seconds()
+            marks["stat0"] = cpu_times(cpus)
 
     r = gen.run(server, WORKLOADS[workload] + ["--seconds", str(seconds)], on_line, timeout=seconds + 90)
     cpu = server.cpu_seconds() - marks["cpu0"]
+    stat1 = cpu_times(cpus)
     out = {"wall": r["seconds"], "server_cpu": cpu, "gen_busy": r["generator_cpu_seconds"] / r["seconds"],
+           "server_share": cpu / r["seconds"],
+           "server_cpu_busy": busy_share(marks["stat0"], stat1, cpus[0]),
+           "gen_cpu_busy": busy_share(marks["stat0"], stat1, cpus[-1]),
            "cipher": r["cipher"], "tls": r["tls_version"]}
     if workload == "throughput":
         out["msgs_per_s"] = r["messages"] / r["seconds"]
@@ -369,7 +397,7 @@ def main():
                         if (s.label, w) in failed or not s.alive():
                             continue
                         try:
-                            r = measure_load(gen, s, w, a.seconds)
+                            r = measure_load(gen, s, w, a.seconds, (cpus[0], cpus[1] if pinned else cpus[0]))
                             samples[s.label][w].append(r)
                             log("rep %d %-10s %-16s %s" % (rep + 1, w, s.label, {k: round(v, 3) if isinstance(v, float) else v
                                                                               for k, v in r.items()}))
@@ -404,7 +432,8 @@ def main():
         return median([r.get(key) for r in samples[label].get(w, [])])
 
     def busy(label, w):
-        return median([r["gen_busy"] for r in samples[label].get(w, [])])
+        """How busy the generator's CPU was in total (generator and anything else)."""
+        return median([r.get("gen_cpu_busy") for r in samples[label].get(w, [])])
 
     rows = []  # (metric, unit, better, workload, {label: value})
     if "throughput" in workloads:
@@ -442,7 +471,8 @@ def main():
         cells = [metric, unit]
         for lab in labels:
             v = vals.get(lab)
-            mark = "*" if w in WORKLOADS and v is not None and (busy(lab, w) or 0) >= 0.9 else ""
+            mark = "*" if (better == "higher" and w in WORKLOADS and v is not None
+                           and (busy(lab, w) or 0) >= 0.9) else ""
             cells.append(fmt(v) + mark)
         for o, t in pairs:
             vo, vt = vals.get(o), vals.get(t)
@@ -463,7 +493,15 @@ def main():
     if suites:
         print("negotiated: " + "; ".join("%s %s" % kv for kv in suites.items()))
     print("generator: %s, same binary and client code against every server" % gen.path)
-    print("* the generator's CPU was at least 90% busy: that figure may be limited by the generator, not the server")
+    runs = [r for lab in labels for w in WORKLOADS for r in samples[lab].get(w, [])]
+    if runs:
+        others0 = median([r["server_cpu_busy"] - r["server_share"] for r in runs if r.get("server_cpu_busy") is not None])
+        others1 = median([r["gen_cpu_busy"] - r["gen_busy"] for r in runs if r.get("gen_cpu_busy") is not None])
+        if others0 is not None and others1 is not None and pinned:
+            print("other processes on this machine used a median %.0f%% of CPU %d and %.0f%% of CPU %d during the runs"
+                  % (100 * max(others0, 0), cpus[0], 100 * max(others1, 0), cpus[1]))
+    print("* the generator's CPU was at least 90% busy (generator plus other processes): "
+          "that figure may be limited by the generator, not the server")
     for (lab, w), why in sorted(failed.items()):
         print("FAILED %s %s: %s" % (lab, w, why))
     for n in notes:
