@@ -164,8 +164,13 @@ public:
             int err = 0;
             socklen_t len = sizeof err;
             ::getsockopt(sock_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-            if (err == EINPROGRESS || err == EALREADY) return;
             if (err != 0) throw BenchError(std::string("cannot connect to the server: ") + std::strerror(err));
+            sockaddr_in peer{};
+            socklen_t plen = sizeof peer;
+            if (::getpeername(sock_.get(), reinterpret_cast<sockaddr*>(&peer), &plen) != 0) {
+                if (errno == ENOTCONN) return;  // still connecting: EPOLLOUT will come
+                throw BenchError(std::string("getpeername: ") + std::strerror(errno));
+            }
             tls_.emplace(sh_.ctx, sock_.get(), false);
             state_ = State::handshaking;
         }

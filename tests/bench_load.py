@@ -131,8 +131,9 @@ def raise_nofile():
 class Server:
     """One server under test: how to start it, its process, and /proc samples."""
 
-    def __init__(self, label, argv_fn, pin, workdir):
+    def __init__(self, label, argv_fn, pin, workdir, ours=False):
         self.label = label
+        self.ours = ours        # a secmsgd build (ratios are ours/peer)
         self.argv_fn = argv_fn  # port -> argv
         self.pin = pin          # taskset prefix ([] when not pinning)
         self.workdir = workdir
@@ -311,7 +312,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--generator", required=True, help="path of bench-load")
     ap.add_argument("--secmsgd", action="append", default=[],
-                    help="secmsgd binary, or LABEL=PATH; repeatable (e.g. tuned and system builds)")
+                    help="secmsgd binary, or LABEL=PATH (shown as secmsgd-LABEL); repeatable, "
+                         "e.g. tuned=BUILD1/daemon/secmsgd system=BUILD2/daemon/secmsgd")
     ap.add_argument("--secmsgd-arg", action="append", default=[], help="extra argument for secmsgd")
     ap.add_argument("--peers-dir", default=PEERS_DIR, help="where node-secmsgd.mjs and python-threaded-secmsgd.py are")
     ap.add_argument("--skip", action="append", default=[], help="server label to leave out (node, python)")
@@ -344,7 +346,10 @@ def main():
     servers = []
     for spec in a.secmsgd:
         label, _, path = spec.rpartition("=")
-        label = label or "secmsgd"
+        if not label:
+            label = "secmsgd"
+        elif not label.startswith("secmsgd"):
+            label = "secmsgd-" + label
         path = os.path.abspath(path)
         if not os.access(path, os.X_OK):
             notes.append("%s: %s is not built, left out" % (label, path))
@@ -352,7 +357,7 @@ def main():
         servers.append(Server(label, lambda port, path=path: [
             path, "--host", "127.0.0.1", "--port", str(port), "--cert", cred["cert"], "--key", cred["key"],
             "--psk-file", cred["psk"], "--record", "none", "--max-connections", "20000"] + a.secmsgd_arg,
-            server_pin, work))
+            server_pin, work, ours=True))
     node = shutil.which("node")
     peers = [("node", os.path.join(a.peers_dir, "node-secmsgd.mjs"), [node] if node else None),
              ("python", os.path.join(a.peers_dir, "python-threaded-secmsgd.py"), ["/usr/bin/python3"])]
@@ -461,8 +466,8 @@ def main():
         rows.append(("peak RSS over the load runs (VmHWM)", "MiB", "lower", None,
                      {s.label: peak[s.label] / 1024 if s.label in peak else None for s in servers}))
 
-    ours = [s.label for s in servers if s.label.startswith("secmsgd")]
-    theirs = [s.label for s in servers if not s.label.startswith("secmsgd")]
+    ours = [s.label for s in servers if s.ours]
+    theirs = [s.label for s in servers if not s.ours]
     pairs = [(o, t) for o in ours for t in theirs]
     labels = [s.label for s in servers]
     head = ["metric", "unit"] + labels + ["%s/%s" % p for p in pairs]
