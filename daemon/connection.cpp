@@ -84,7 +84,7 @@ void Connection::do_handshake() {
         return;
     case tls::Io::want_read:
     case tls::Io::want_write: return;
-    case tls::Io::closed:
+    case tls::Io::closed: close_now(CloseReason::client_closed); return;
     case tls::Io::failed:
         log::warning("conn " + std::to_string(id_) + " peer " + peer_ +
                      ": TLS handshake failed: " + tls_->error_text());

@@ -293,9 +293,7 @@ Io classify(WOLFSSL* ssl, int ret, int& last_error) {
 Io Session::handshake() {
     int ret = wolfSSL_negotiate(ssl_);
     if (ret == WOLFSSL_SUCCESS) return Io::done;
-    Io r = classify(ssl_, ret, last_error_);
-    // A peer that hangs up during the handshake did not complete it.
-    return r == Io::closed ? Io::failed : r;
+    return classify(ssl_, ret, last_error_);  // closed: the peer hung up first
 }
 
 IoResult Session::read(std::span<std::uint8_t> buf) {

@@ -101,7 +101,7 @@ public:
     // For clients: the name for SNI and certificate checks (before handshake).
     void set_server_name(const std::string& name);
 
-    Io handshake();                              // done when established
+    Io handshake();  // done when established; closed if the peer hung up, failed on a TLS error
     IoResult read(std::span<std::uint8_t> buf);  // done with bytes > 0, or a would-block/closed/failed
     // After want_read or want_write, call again with the same buffer and length.
     IoResult write(std::span<const std::uint8_t> buf);
