@@ -13,6 +13,7 @@ import os
 import pty
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +75,20 @@ def read_until(fd, proc, pattern, seconds, buf):
     return bool(pattern.search(buf[0]))
 
 
+def stop(proc, pid):
+    """Ends a demo that did not end by itself: SIGTERM lets its trap stop the
+    daemon; whatever is left is killed."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # the client and the script: its trap stops the daemon
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if pid is not None and alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def interactive():
     print('# interactive, on a pseudo-terminal')
     master, slave = pty.openpty()
@@ -81,6 +96,7 @@ def interactive():
                             env=env(), start_new_session=True)
     os.close(slave)
     buf = [b'']
+    pid = None
     try:
         check(read_until(master, proc, re.compile(rb'type a message'), 20, buf),
               'the demo starts the daemon and says how to use it')
@@ -102,9 +118,7 @@ def interactive():
         with open(LOG, 'rb') as f:
             check(message in f.read(), 'the daemon recorded the message in ' + LOG)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc, pid)
         os.close(master)
         sys.stdout.write('--- demo output ---\n%s\n---\n' % buf[0].decode('utf-8', 'replace'))
 
