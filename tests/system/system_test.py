@@ -58,14 +58,16 @@ def fingerprint(tree):
 
 
 def staged_install(meson, builddir, destdir):
-    """meson install of the build into destdir; returns (sbindir, bindir) as installed."""
+    """meson install of the build into destdir; returns (sbindir, bindir,
+    docdir) as installed."""
     subprocess.run([meson, "install", "-C", builddir, "--no-rebuild", "--quiet",
                     "--destdir", destdir], check=True, stdout=subprocess.DEVNULL)
     out = subprocess.run([meson, "introspect", "--buildoptions", builddir],
                          check=True, capture_output=True, text=True).stdout
     opts = {o["name"]: o["value"] for o in json.loads(out)}
     return (os.path.join(opts["prefix"], opts["sbindir"]),
-            os.path.join(opts["prefix"], opts["bindir"]))
+            os.path.join(opts["prefix"], opts["bindir"]),
+            os.path.join(opts["prefix"], opts["datadir"], "doc", "secmsg"))
 
 
 def journal_field(entry, name):
@@ -85,8 +87,9 @@ def journal_field(entry, name):
 class ServiceChecks:
     """The checks of the installed service, in the order a person would do them."""
 
-    def __init__(self, container, sbindir, bindir):
+    def __init__(self, container, sbindir, bindir, docdir):
         self.c = container
+        self.example_config = os.path.join(docdir, "secmsgd.conf.example")
         self.daemon = os.path.join(sbindir, "secmsgd")
         self.client = os.path.join(bindir, "secmsg")
         self.sent = []          # every message sent and acknowledged, in order
@@ -100,25 +103,32 @@ class ServiceChecks:
     def prop(self, unit, name):
         return self.systemctl("show", unit, "-p", name, "--value").stdout.strip()
 
-    def send(self, messages, whole=False, host="127.0.0.1", trust=None):
+    def send(self, messages, whole=False, host="127.0.0.1", trust=None,
+             psk=CLIENT_PSK, expect_status=0, quiet=False, port=PORT):
         """Sends messages with the installed client (pipe mode: one per line,
-        or all of stdin as one with --whole); requires exit status 0."""
+        or all of stdin as one with --whole) and requires the exit status
+        expect_status; messages count as sent only when that is 0."""
         trust = trust or ["--ca-file", f"{STATE_DIR}/tls.crt"]
-        argv = [self.client, "--host", host, "--port", str(PORT),
-                "--psk-file", CLIENT_PSK, *trust]
+        argv = [self.client, "--host", host, "--port", str(port),
+                "--psk-file", psk, *trust]
         if whole:
             argv.append("--whole")
             (data,) = messages
         else:
             data = b"".join(m + b"\n" for m in messages)
-        r = self.c.run(argv, input=data, check=False, binary=True)
-        if r.returncode != 0:
-            raise CheckFailed(f"{' '.join(argv)} exited with {r.returncode}: "
-                              f"{r.stderr.decode(errors='replace').strip()}")
+        r = self.c.run(argv, input=data, check=False, binary=True, timeout=120)
+        if r.returncode != expect_status:
+            raise CheckFailed(f"{' '.join(argv)} exited with {r.returncode}, not "
+                              f"{expect_status}: {r.stderr.decode(errors='replace').strip()}")
+        if expect_status != 0:
+            print(f"ok: the client is refused as it should be (exit {r.returncode}: "
+                  f"{r.stderr.decode(errors='replace').strip()})", flush=True)
+            return
         self.sent.extend(messages)
-        print(f"ok: client sent {len(messages)} message(s) "
-              f"({'--whole' if whole else 'lines'}, {host}, {trust[0]}), "
-              f"all acknowledged", flush=True)
+        if not quiet:
+            print(f"ok: client sent {len(messages)} message(s) "
+                  f"({'--whole' if whole else 'lines'}, {host}, {trust[0]}), "
+                  f"all acknowledged", flush=True)
 
     def recorded(self):
         """The journal entries of secmsgd.service that record a message."""
@@ -139,8 +149,12 @@ class ServiceChecks:
         self.messages()
         self.journal_records()
         self.reload()
+        self.burst()
         self.stop()
         self.socket_activation()
+        self.administrator_credentials()
+        self.configuration_file()
+        self.watchdog()
         self.no_restarts()
 
     def start(self):
@@ -217,6 +231,7 @@ class ServiceChecks:
         self.send([f"after reload {self.tag}".encode()])
 
     def stop(self):
+        self.no_restarts()
         r = self.systemctl("stop", "secmsgd.service", check=False)
         expect(r.returncode == 0, "systemctl stop secmsgd succeeds")
         result = self.prop("secmsgd.service", "Result")
@@ -234,7 +249,11 @@ class ServiceChecks:
         before = len(self.recorded())
         self.send([f"socket-activated {self.tag}".encode()])
         self.expect_active()
-        self.send([f"socket-activated over IPv6 {self.tag}".encode()], host="::1")
+        # (--server-name localhost: the client's check of an IPv6 address
+        # against the certificate's IP SAN is a separate matter; this checks
+        # the activation socket on [::1].)
+        self.send([f"socket-activated over IPv6 {self.tag}".encode()], host="::1",
+                  trust=["--ca-file", f"{STATE_DIR}/tls.crt", "--server-name", "localhost"])
         expect(len(self.recorded()) == before + 2,
                "the socket-activated service recorded both messages")
         r = self.systemctl("stop", "secmsgd.socket", "secmsgd.service", check=False)
@@ -242,9 +261,84 @@ class ServiceChecks:
         result = self.prop("secmsgd.service", "Result")
         expect(result == "success", f"Result=success after socket activation ({result})")
 
+    def burst(self):
+        """More messages at once than journald's default rate limit lets
+        through (10000 per 30 s): none may be dropped."""
+        count = 12000
+        before = len(self.recorded())
+        started = time.monotonic()
+        self.send([f"burst {i} {self.tag}".encode() for i in range(count)], quiet=True)
+        took = time.monotonic() - started
+        got = len(self.recorded()) - before
+        expect(got == count, f"all {count} messages of a burst are in the journal "
+               f"({got}; sent and acknowledged in {took:.1f} s)")
+
+    def administrator_credentials(self):
+        """Credentials in /etc/credstore (LoadCredential=) win over the
+        generated ones."""
+        admin = "/root/admin-credentials"
+        r = self.c.run([self.daemon, "--init-credentials", admin])
+        out = r.stdout + r.stderr
+        pins = re.findall(r"sha256:[A-Za-z0-9+/]{43}=", out)
+        expect(len(pins) == 1, f"--init-credentials printed the new pin ({pins})")
+        self.c.run(["install", "-d", "-m", "700", "/etc/credstore"])
+        for src, dst in (("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("psk", "psk")):
+            self.c.run(["install", "-m", "600", f"{admin}/{src}",
+                        f"/etc/credstore/secmsgd.{dst}"])
+        self.systemctl("restart", "secmsgd.service")
+        self.expect_active()
+        self.send([f"with the administrator's credentials {self.tag}".encode()],
+                  trust=["--pin", pins[0]], psk=f"{admin}/psk")
+        self.send([b"with the generated ones"], expect_status=77)
+        for name in ("tls.crt", "tls.key", "psk"):
+            self.c.run(["rm", f"/etc/credstore/secmsgd.{name}"])
+        self.systemctl("stop", "secmsgd.service")
+
+    def configuration_file(self):
+        """/etc/secmsgd/secmsgd.conf (ConfigurationDirectory=), made from the
+        installed example, is what the service reads."""
+        conf = "/etc/secmsgd/secmsgd.conf"
+        self.c.run(["cp", self.example_config, conf])
+        self.c.run(["sh", "-c", f"echo 'port = 9443' >> {conf}"])
+        self.systemctl("restart", "secmsgd.service")
+        self.expect_active()
+        self.send([f"on the port from secmsgd.conf {self.tag}".encode()], port=9443)
+        self.c.run(["rm", conf])
+        self.systemctl("stop", "secmsgd.service")
+
+    def watchdog(self):
+        """With a 2 s watchdog (a runtime drop-in), the daemon keeps pinging
+        and is never killed for silence."""
+        dropin = "/run/systemd/system/secmsgd.service.d"
+        self.c.run(["mkdir", "-p", dropin])
+        self.c.run(["sh", "-c", f"printf '[Service]\\nWatchdogSec=2s\\n' > {dropin}/watchdog.conf"])
+        self.systemctl("daemon-reload")
+        self.systemctl("start", "secmsgd.service")
+        first = int(self.prop("secmsgd.service", "WatchdogTimestampMonotonic") or 0)
+        time.sleep(5)
+        self.expect_active()
+        last = int(self.prop("secmsgd.service", "WatchdogTimestampMonotonic") or 0)
+        expect(last > first, f"the daemon keeps sending WATCHDOG=1 "
+               f"(last ping at {first} us, then at {last} us)")
+        self.systemctl("stop", "secmsgd.service")
+        self.c.run(["rm", "-r", dropin])
+        self.systemctl("daemon-reload")
+        result = self.prop("secmsgd.service", "Result")
+        expect(result == "success", f"Result=success after the watchdog run ({result})")
+
     def no_restarts(self):
         n = self.prop("secmsgd.service", "NRestarts")
         expect(n == "0", f"systemd never had to restart secmsgd (NRestarts={n})")
+
+
+def abridged(text, head=150, tail=400):
+    """text, or its first and last lines when it is long (a burst of
+    recorded messages would otherwise bury the start-up and the failure)."""
+    lines = text.splitlines()
+    if len(lines) <= head + tail:
+        return text
+    return "\n".join(lines[:head] + [f"... {len(lines) - head - tail} lines left out ..."]
+                     + lines[-tail:])
 
 
 def boot_checks(c):
@@ -280,17 +374,17 @@ def main():
             before = fingerprint(rootfs)
             if not args.boot_only:
                 staging = os.path.join(tmp, "staging")
-                sbindir, bindir = staged_install(args.meson, args.builddir, staging)
+                installed = staged_install(args.meson, args.builddir, staging)
             with Container(rootfs, f"secmsg-systest-{os.getpid()}") as c:
                 try:
                     boot_checks(c)
                     if not args.boot_only:
                         c.install_tree(staging)
-                        ServiceChecks(c, sbindir, bindir).run_all()
+                        ServiceChecks(c, *installed).run_all()
                 except (CheckFailed, ContainerError, subprocess.TimeoutExpired) as e:
                     failed = e
                     print("\n===== the container's journal =====")
-                    print(c.journal())
+                    print(abridged(c.journal()))
                     print("===== end of the container's journal =====\n")
             expect(True, "the container left no process, mount or cgroup behind")
             expect(fingerprint(rootfs) == before,
