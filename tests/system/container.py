@@ -150,6 +150,28 @@ def cached_rootfs(cache_dir):
 # ---------------------------------------------------------------------------
 # The container
 
+def remove_stale_cgroups(prefix):
+    """Removes empty cgroup trees named prefix* that an interrupted earlier
+    run left behind (one that still holds a process is left alone)."""
+    for root in CGROUP_ROOTS:
+        for top in glob.glob(os.path.join(root, prefix + "*")):
+            busy = False
+            for dirpath, _, _ in os.walk(top):
+                try:
+                    with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                        busy = busy or bool(f.read().strip())
+                except OSError:
+                    pass
+            if busy:
+                continue
+            for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
+            log(f"removed a stale cgroup tree: {top}")
+
+
 class Container:
     """A booted container: systemd-nspawn -b on a volatile overlay of rootfs.
 

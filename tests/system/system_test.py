@@ -3,6 +3,9 @@
 
     system_test.py --meson MESON --builddir BUILD --cache DIR [--boot-only]
 
+$SECMSG_SYSTEST_CACHE, when set, replaces --cache (to share the root file
+system between build directories).
+
 Installs the build (meson install into a staging DESTDIR), boots Debian with
 systemd as PID 1 (container.py), copies the installation in, and checks what
 issue 6 promises: `systemctl start secmsgd` works with nothing else done,
@@ -22,13 +25,17 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from container import Container, ContainerError, cached_rootfs  # noqa: E402
+from container import (Container, ContainerError, cached_rootfs,  # noqa: E402
+                       remove_stale_cgroups)
+
+NAME_PREFIX = "secmsg-systest-"
 
 STATE_DIR = "/var/lib/secmsgd"
 CLIENT_PSK = "/root/secmsg.psk"
@@ -367,15 +374,19 @@ def main():
               f"apt-get install systemd-container debootstrap", file=sys.stderr)
         return 1
 
+    # A timeout (meson test sends SIGTERM) still powers the container off and
+    # removes what it left: SystemExit unwinds through the with-blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("FAIL: terminated (timeout?)"))
     failed = None
     with tempfile.TemporaryDirectory(prefix="secmsg-system-") as tmp:
         try:
-            rootfs = cached_rootfs(args.cache)
+            rootfs = cached_rootfs(os.environ.get("SECMSG_SYSTEST_CACHE") or args.cache)
             before = fingerprint(rootfs)
             if not args.boot_only:
                 staging = os.path.join(tmp, "staging")
                 installed = staged_install(args.meson, args.builddir, staging)
-            with Container(rootfs, f"secmsg-systest-{os.getpid()}") as c:
+            remove_stale_cgroups(NAME_PREFIX)
+            with Container(rootfs, f"{NAME_PREFIX}{os.getpid()}") as c:
                 try:
                     boot_checks(c)
                     if not args.boot_only:
