@@ -1,0 +1,346 @@
+// secmsg: the companion client of secmsgd.  Option parsing and wiring only;
+// the connection, the send loop and the checks live in lib/ (client.hpp,
+// client_session.hpp, message_source.hpp, tls_client.hpp).
+#include "config.hpp"
+
+#include "build_info.hpp"
+#include "client.hpp"
+#include "message_source.hpp"
+#include "pin.hpp"
+#include "psk.hpp"
+#include "seal.hpp"
+#include "secmsg_config.h"
+#include "tls_client.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <unistd.h>
+
+namespace {
+
+using secmsg::ClientSession;
+using secmsg::Failure;
+
+// sysexits(3) values, as documented in secmsg(1).
+enum Exit : int {
+    ok = 0,
+    usage = 64,        // EX_USAGE
+    no_input = 66,     // EX_NOINPUT: input, PSK or CA file missing or unusable
+    unavailable = 69,  // EX_UNAVAILABLE: server unreachable
+    temp_fail = 75,    // EX_TEMPFAIL: ERROR 6 or 7, connection lost: may be resent
+    protocol = 76,     // EX_PROTOCOL
+    no_perm = 77,      // EX_NOPERM: certificate or pin rejected
+};
+
+int exit_for(Failure f) {
+    switch (f) {
+    case Failure::none: return ok;
+    case Failure::unreachable: return unavailable;
+    case Failure::certificate: return no_perm;
+    case Failure::protocol: return protocol;
+    case Failure::temporary: return temp_fail;
+    }
+    return protocol;
+}
+
+void say(const std::string& line) { std::cerr << "secmsg: " << line << '\n'; }
+
+enum class Mode { interactive, pipe, one_shot };
+
+struct Options {
+    std::vector<std::string> messages;
+    bool whole = false;
+    std::string host = "127.0.0.1";
+    std::uint16_t port = secmsg::default_port;
+    double connect_timeout = 10;
+    double timeout = 30;
+    std::string ca_file, server_name, pin, psk_file;
+    bool insecure = false;
+    std::size_t window = secmsg::default_window;
+    bool quiet = false;
+    bool verbose = false;
+};
+
+std::chrono::milliseconds to_ms(double seconds) {
+    return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0 + 0.5));
+}
+
+// Interactive input: lines typed at the terminal; blank lines are skipped,
+// "exit" (or end of input) quits.
+class TypedLines : public secmsg::MessageSource {
+public:
+    explicit TypedLines(std::function<void()> prompt) : lines_(STDIN_FILENO), prompt_(std::move(prompt)) {}
+    Next next(std::vector<std::uint8_t>& msg) override {
+        for (;;) {
+            const Next n = lines_.next(msg);
+            if (n == Next::end && !said_bye_) {
+                said_bye_ = true;
+                if (lines_.at_eof()) std::cout << '\n' << std::flush;  // after ^D
+            }
+            if (n != Next::message) return n;
+            if (!msg.empty() && msg.back() == '\r') msg.pop_back();
+            const std::string_view text(reinterpret_cast<const char*>(msg.data()), msg.size());
+            if (text == "exit" || text == "quit") return Next::end;
+            if (text.find_first_not_of(" \t") == std::string_view::npos) {
+                prompt_();
+                continue;
+            }
+            return n;
+        }
+    }
+    int fd() const override { return lines_.fd(); }
+    void on_readable() override { lines_.on_readable(); }
+
+private:
+    secmsg::LineSource lines_;
+    std::function<void()> prompt_;
+    bool said_bye_ = false;
+};
+
+std::string seconds(std::chrono::steady_clock::duration d) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f s", std::chrono::duration<double>(d).count());
+    return buf;
+}
+
+int run(const Options& o, Mode mode) {
+    // Trust: exactly one of --pin, --insecure, CA verification.
+    secmsg::tls::ClientOptions trust;
+    trust.ca_file = o.ca_file;
+    trust.server_name = o.server_name;
+    trust.pin = o.pin;
+    trust.insecure = o.insecure;
+    if (!o.pin.empty() && !secmsg::parse_pin(o.pin)) {
+        say("--pin " + o.pin + " is not a pin: expected sha256: and the base64 of 32 bytes "
+            "(secmsgd --init-credentials prints it)");
+        return usage;
+    }
+    if (o.insecure)
+        say("warning: --insecure: the server's certificate is NOT verified; anyone between "
+            "you and the server can impersonate it (use --ca-file or --pin instead)");
+    if (!o.insecure && o.pin.empty() && !o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0) {
+        say("cannot read CA file " + o.ca_file + ": " + std::strerror(errno) + " (check --ca-file)");
+        return no_input;
+    }
+
+    if (o.psk_file.empty()) {
+        say("no PSK file: pass --psk-file FILE, set SECMSG_PSK_FILE, or put psk-file in " +
+            secmsg::cli::default_config_path());
+        return usage;
+    }
+    std::shared_ptr<const secmsg::FrameKeys> keys;
+    try {
+        const auto psk = secmsg::load_psk_file(o.psk_file);
+        keys = std::make_shared<const secmsg::FrameKeys>(psk.bytes());
+    } catch (const secmsg::KeyFileError& e) {
+        say(e.what());
+        return no_input;
+    }
+
+    std::shared_ptr<secmsg::tls::Context> ctx;
+    try {
+        ctx = secmsg::tls::make_client_context(trust);
+    } catch (const secmsg::tls::TlsError& e) {
+        say(e.what());
+        return no_input;
+    }
+
+    secmsg::ConnectOptions co;
+    co.host = o.host;
+    co.port = o.port;
+    co.server_name = o.server_name;
+    co.timeout = to_ms(o.connect_timeout);
+
+    std::optional<secmsg::Connection> conn;
+    try {
+        conn.emplace(secmsg::Connection::open(co, ctx, trust));
+    } catch (const secmsg::ClientError& e) {
+        say(e.what());
+        return exit_for(e.kind());
+    }
+
+    auto& s = conn->session();
+    const std::string details = s.version() + ", " + s.cipher() + ", " +
+                                secmsg::tls::key_exchange_group(s) +
+                                (s.alpn().empty() ? "" : ", ALPN " + s.alpn());
+    if (o.verbose)
+        say("connected to " + conn->peer() + " (" + details + "), server key " +
+            secmsg::tls::peer_pin(s));
+
+    const auto prompt = [] { std::cout << "> " << std::flush; };
+    std::unique_ptr<secmsg::MessageSource> source;
+    std::size_t window = o.window;
+    switch (mode) {
+    case Mode::interactive:
+        std::cerr << "Connected to " << conn->peer() << " (" << details << ").\n"
+                  << "Type a message and press Enter; 'exit' or Ctrl-D quits.\n";
+        source = std::make_unique<TypedLines>(prompt);
+        window = 1;  // one message at a time: type, Enter, see the reply
+        prompt();
+        break;
+    case Mode::pipe:
+        if (o.whole)
+            source = std::make_unique<secmsg::WholeSource>(STDIN_FILENO);
+        else
+            source = std::make_unique<secmsg::LineSource>(STDIN_FILENO);
+        break;
+    case Mode::one_shot:
+        source = std::make_unique<secmsg::ListSource>(o.messages);
+        break;
+    }
+
+    ClientSession session(keys, window);
+    using Kind = ClientSession::Event::Kind;
+    const auto which = [&](std::uint64_t seq) {
+        switch (mode) {
+        case Mode::pipe: return o.whole ? std::string("the message") : "line " + std::to_string(seq + 1);
+        case Mode::one_shot: return "message " + std::to_string(seq + 1) + " (-m)";
+        case Mode::interactive: break;
+        }
+        return "seq " + std::to_string(seq);
+    };
+    const auto on_event = [&](const ClientSession::Event& e) {
+        if (e.kind == Kind::acked) {
+            if (mode == Mode::interactive) {
+                std::cout << "[ack seq " << e.seq << "] " << e.text << '\n';
+                prompt();
+            } else if (o.verbose || (mode == Mode::one_shot && !o.quiet)) {
+                std::cout << "seq " << e.seq << ": " << e.text << '\n';
+            }
+        } else if (e.kind == Kind::not_recorded) {
+            say(which(e.seq) + " (seq " + std::to_string(e.seq) +
+                ") was NOT recorded by the server (ERROR 6: " + e.text +
+                "); it may be sent again");
+            if (mode == Mode::interactive) prompt();
+        }
+    };
+
+    const auto start = std::chrono::steady_clock::now();
+    secmsg::RunReport r;
+    try {
+        r = secmsg::run_client(*conn, session, *source, on_event, to_ms(o.timeout));
+    } catch (const std::system_error& e) {
+        say(std::string(e.what()) + " (standard input)");
+        return no_input;
+    }
+    const auto took = std::chrono::steady_clock::now() - start;
+    if (mode == Mode::interactive && r.failure != Failure::none) std::cout << '\n' << std::flush;
+    if (r.failure != Failure::none) say(r.error);
+    if (mode == Mode::pipe && !o.quiet)
+        say(std::to_string(r.acked) + " of " + std::to_string(r.sent) +
+            " messages acknowledged (" + std::to_string(r.bytes) + " bytes) in " +
+            seconds(took) +
+            (r.not_recorded ? ", " + std::to_string(r.not_recorded) + " NOT recorded" : ""));
+    if (r.failure != Failure::none) return exit_for(r.failure);
+    return r.not_recorded > 0 ? temp_fail : ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::signal(SIGPIPE, SIG_IGN);
+
+    CLI::App app{"secmsg: send messages to secmsgd over TLS, each sealed with a pre-shared key.\n"
+                 "Interactive when standard input is a terminal; otherwise each input line is\n"
+                 "one message.  Exit status: 0 all acknowledged, 64 usage, 66 file missing,\n"
+                 "69 server unreachable, 75 not recorded or connection lost (resend later),\n"
+                 "76 protocol error, 77 certificate or pin rejected.  See secmsg(1).",
+                 "secmsg"};
+    Options o;
+    std::string host, port_text;
+    app.add_option("-m,--message", o.messages, "send TEXT as one message (repeatable) and exit")
+        ->type_name("TEXT");
+    app.add_flag("--whole", o.whole, "send all of standard input as one message (binary-safe)");
+    app.add_option("--host", host, "server address or name (default 127.0.0.1; IPv6 as ::1 or [::1])");
+    app.add_option("-p,--port", port_text, "server port (default 8443)");
+    app.add_option("--connect-timeout", o.connect_timeout,
+                   "seconds to connect and complete TLS (default 10)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--timeout", o.timeout,
+                   "seconds to wait for an acknowledgement (default 30)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--ca-file", o.ca_file,
+                   "PEM CA certificates to verify the server with (default: the system store)");
+    app.add_option("--server-name", o.server_name,
+                   "name the certificate must carry (default: the host)");
+    app.add_option("--pin", o.pin,
+                   "accept exactly the server key with this sha256:BASE64 pin instead of a CA");
+    app.add_flag("--insecure", o.insecure, "do not verify the server at all (prints a warning)");
+    app.add_option("--psk-file", o.psk_file,
+                   "file with the pre-shared key (default $SECMSG_PSK_FILE)");
+    app.add_option("--window", o.window, "messages in flight at most (default 64)")
+        ->check(CLI::Range(1, 1 << 16));
+    app.add_flag("-q,--quiet", o.quiet, "no summary line, no acknowledgements shown (one-shot)");
+    app.add_flag("-v,--verbose", o.verbose, "show the connection and every acknowledgement");
+    app.set_version_flag("--version",
+                         std::string("secmsg ") + SECMSG_VERSION + " (" +
+                             secmsg::wolfssl_build_description() + ")");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        if (e.get_exit_code() == 0) return app.exit(e);
+        say(e.what() + std::string(" (see secmsg --help)"));
+        return usage;
+    }
+
+    // Defaults: command line, then $SECMSG_PSK_FILE (PSK only), then the
+    // configuration file.
+    std::map<std::string, std::string> config;
+    try {
+        config = secmsg::cli::read_config(secmsg::cli::default_config_path());
+    } catch (const secmsg::cli::ConfigError& e) {
+        say(e.what());
+        return e.unreadable() ? no_input : usage;
+    }
+    const auto from_config = [&](const char* key, const char* option, std::string& into) {
+        if (app.count(option) == 0)
+            if (auto it = config.find(key); it != config.end()) into = it->second;
+    };
+    if (app.count("--psk-file") == 0)
+        if (const char* env = std::getenv("SECMSG_PSK_FILE"); env && *env) o.psk_file = env;
+    from_config("psk-file", "--psk-file", o.psk_file);
+    if (o.psk_file.empty()) from_config("psk-file", "--psk-file", o.psk_file);
+    from_config("host", "--host", host);
+    from_config("port", "--port", port_text);
+    from_config("ca-file", "--ca-file", o.ca_file);
+    from_config("server-name", "--server-name", o.server_name);
+    from_config("pin", "--pin", o.pin);
+
+    if (!host.empty()) {
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+            host = host.substr(1, host.size() - 2);
+        o.host = host;
+    }
+    if (!port_text.empty()) {
+        char* end = nullptr;
+        const long p = std::strtol(port_text.c_str(), &end, 10);
+        if (!end || *end || p < 1 || p > 65535) {
+            say("port " + port_text + " is not a number from 1 to 65535 (check --port)");
+            return usage;
+        }
+        o.port = static_cast<std::uint16_t>(p);
+    }
+    if ((o.insecure ? 1 : 0) + (o.pin.empty() ? 0 : 1) > 1) {
+        say("--insecure and --pin contradict each other: choose one");
+        return usage;
+    }
+    if (o.whole && !o.messages.empty()) {
+        say("--whole reads standard input; it cannot be combined with -m");
+        return usage;
+    }
+
+    Mode mode = Mode::pipe;
+    if (!o.messages.empty())
+        mode = Mode::one_shot;
+    else if (!o.whole && ::isatty(STDIN_FILENO))
+        mode = Mode::interactive;
+    return run(o, mode);
+}

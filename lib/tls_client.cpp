@@ -1,0 +1,154 @@
+// Client TLS contexts: TLS 1.3 only, X25519 offered first, and one of three
+// trust modes -- CA verification (--ca-file or the system store, plus the
+// server name, checked per session by Session::set_server_name), a pin of
+// the server's SubjectPublicKeyInfo instead of any CA, or none (--insecure).
+#include "tls_client.hpp"
+
+#include "pin.hpp"
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace secmsg::tls {
+
+namespace {
+
+// A context together with the pin its verify callback compares against.
+// Held by an aliasing shared_ptr<Context>, so the pin lives as long as the
+// context does.
+struct PinnedContext {
+    Context ctx;
+    PinDigest pin{};
+};
+
+// Verify callback in pin mode: the handshake goes on exactly when the leaf
+// certificate's SubjectPublicKeyInfo has the pinned digest, whatever the CA
+// checks said (no CA is loaded in this mode).  wolfSSL is built with
+// WOLFSSL_ALWAYS_VERIFY_CB, so this runs for every certificate, including
+// ones that passed; it always judges the leaf (certs[0]).
+int pin_verify(int /*preverify*/, WOLFSSL_X509_STORE_CTX* store) {
+    if (!store || !store->userCtx || !store->certs || store->totalCerts < 1) return 0;
+    const auto* want = static_cast<const PinDigest*>(store->userCtx);
+    const WOLFSSL_BUFFER_INFO& leaf = store->certs[0];
+    try {
+        const auto got = pin_digest_of_der({leaf.buffer, leaf.length});
+        return got == *want ? 1 : 0;
+    } catch (const PinError&) {
+        return 0;
+    }
+}
+
+// TLS codepoints of the group names default_groups() and --groups use.
+int group_id(const std::string& name) {
+    if (name == "X25519" || name == "x25519") return WOLFSSL_ECC_X25519;
+    if (name == "P-256" || name == "secp256r1" || name == "prime256v1") return WOLFSSL_ECC_SECP256R1;
+    if (name == "P-384" || name == "secp384r1") return WOLFSSL_ECC_SECP384R1;
+    if (name == "P-521" || name == "secp521r1") return WOLFSSL_ECC_SECP521R1;
+    return 0;
+}
+
+}  // namespace
+
+std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
+    init();
+    auto holder = std::make_shared<PinnedContext>();
+    holder->ctx = Context(wolfSSL_CTX_new(wolfTLSv1_3_client_method()));
+    if (!holder->ctx) throw TlsError("cannot create a wolfSSL client context (out of memory?)");
+    WOLFSSL_CTX* c = holder->ctx.get();
+
+    const std::string ciphers = o.ciphers.empty() ? default_ciphers() : o.ciphers;
+    if (wolfSSL_CTX_set_cipher_list(c, ciphers.c_str()) != WOLFSSL_SUCCESS)
+        throw TlsError("this wolfSSL supports none of the cipher suites " + ciphers);
+
+    // The group list decides the key share a wolfSSL client sends: its first
+    // entry.  Without this Debian's wolfSSL offers a P-256 share only.
+    const std::string groups = o.groups.empty() ? default_groups() : o.groups;
+    std::vector<int> ids;
+    for (std::size_t pos = 0; pos <= groups.size();) {
+        const auto end = std::min(groups.find(':', pos), groups.size());
+        const std::string name = groups.substr(pos, end - pos);
+        pos = end + 1;
+        if (name.empty()) continue;
+        const int id = group_id(name);
+        if (id == 0)
+            throw TlsError("unknown key exchange group " + name +
+                           " (known: X25519, P-256, P-384, P-521)");
+        ids.push_back(id);
+    }
+    if (ids.empty() ||
+        wolfSSL_CTX_set_groups(c, ids.data(), static_cast<int>(ids.size())) != WOLFSSL_SUCCESS)
+        throw TlsError("this wolfSSL does not support the key exchange groups " + groups);
+
+    if (o.insecure) {
+        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_NONE, nullptr);
+    } else if (!o.pin.empty()) {
+        const auto pin = parse_pin(o.pin);
+        if (!pin)
+            throw TlsError("--pin " + o.pin +
+                           " is not a pin: expected sha256: and the base64 of 32 bytes "
+                           "(secmsgd --init-credentials prints it)");
+        holder->pin = *pin;
+        wolfSSL_CTX_SetCertCbCtx(c, &holder->pin);
+        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, pin_verify);
+    } else {
+        const std::string& file = o.ca_file.empty() ? std::string(system_ca_file) : o.ca_file;
+        const int rc = wolfSSL_CTX_load_verify_locations(c, file.c_str(), nullptr);
+        if (rc != WOLFSSL_SUCCESS) {
+            if (o.ca_file.empty())
+                throw TlsError("cannot load the system trust store " + file +
+                               " (install ca-certificates, or use --ca-file or --pin)");
+            throw TlsError("cannot load CA certificates from " + file +
+                           ": not a readable PEM certificate file");
+        }
+        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, nullptr);
+    }
+    return std::shared_ptr<Context>(holder, &holder->ctx);
+}
+
+bool rejected_certificate(const Session& s) {
+    if (s.verify_result() != 0) return true;
+    switch (wolfSSL_get_error(s.get(), 0)) {
+    case ASN_NO_SIGNER_E:
+    case ASN_AFTER_DATE_E:
+    case ASN_BEFORE_DATE_E:
+    case ASN_SIG_CONFIRM_E:
+    case ASN_SELF_SIGNED_E:
+    case DOMAIN_NAME_MISMATCH:
+    case IPADDR_MISMATCH:
+    case VERIFY_CERT_ERROR:
+    case BAD_CERT_MANAGER_ERROR:
+    case ASN_PATHLEN_INV_E:
+    case ASN_PATHLEN_SIZE_E:
+    case NOT_CA_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+std::string key_exchange_group(const Session& s) {
+    const char* name = wolfSSL_get_curve_name(s.get());
+    return name ? name : "";
+}
+
+std::string peer_pin(const Session& s) {
+    // The session's copy of the peer's chain (SESSION_CERTS); nothing to free.
+    WOLFSSL_X509_CHAIN* chain = wolfSSL_get_peer_chain(s.get());
+    if (!chain || wolfSSL_get_chain_count(chain) < 1) return {};
+    const unsigned char* der = wolfSSL_get_chain_cert(chain, 0);
+    const int n = wolfSSL_get_chain_length(chain, 0);
+    if (!der || n <= 0) return {};
+    try {
+        return pin_of_der({der, static_cast<std::size_t>(n)});
+    } catch (const PinError&) {
+        return {};
+    }
+}
+
+}  // namespace secmsg::tls
