@@ -44,8 +44,9 @@ bool journal_reachable();
 // stderr.  journal: throws std::runtime_error when the journal is unreachable.
 std::unique_ptr<Recorder> make_recorder(RecordMode mode);
 
-// A printable rendering of a payload: valid UTF-8 text as it is, control
-// characters, backslash and invalid bytes escaped (\n, \t, \\, \xHH).  With
+// A printable rendering of a payload, one line: valid UTF-8 text as it is;
+// control characters (C0, C1, U+2028/9), backslash, quote and invalid bytes
+// escaped (\n, \t, \r, \\, \", \xHH per byte).  With
 // `limit`, at most that many output bytes, then "..." and the full size.
 std::string escape_payload(std::span<const std::uint8_t> p, std::size_t limit = 0);
 

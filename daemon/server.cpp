@@ -71,13 +71,7 @@ void Server::accept_from(Listener& l) {
             if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
             if (e == EAGAIN || e == EWOULDBLOCK) return;
             if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-                // No busy loop: pause and retry on a timer; say so once per episode.
-                if (!accept_timer_.armed())
-                    log::warning(std::string("cannot accept: ") + std::strerror(e) +
-                                 "; pausing new connections (" + std::to_string(conns_.size()) +
-                                 " open)");
-                accept_paused_ = true;
-                accept_timer_.arm_in(accept_retry);
+                pause_accepting(std::string("cannot accept: ") + std::strerror(e));
                 return;
             }
             log::error(std::string("accept failed: ") + std::strerror(e));
@@ -104,13 +98,29 @@ void Server::accept_from(Listener& l) {
                                                   creds_.keys);
             c->start();
             conns_.emplace(id, std::move(c));
+            if (accept_episode_) {  // only a connection fully set up ends it
+                log::notice("accepting new connections again");
+                accept_episode_ = false;
+            }
         } catch (const std::exception& ex) {
-            log::error("conn " + std::to_string(id) + " peer " + peer + ": cannot set up: " + ex.what());
-            continue;
+            // Out of memory or descriptors (wolfSSL opens one per session's
+            // RNG): the same episode as EMFILE on accept.
+            pause_accepting(std::string("cannot set up a connection: ") + ex.what());
+            return;
         }
         if (on_change) on_change();
     }
     reactor_.revisit(&l);
+}
+
+// No busy loop on resource exhaustion: stop accepting and retry on a timer;
+// said once per episode.
+void Server::pause_accepting(const std::string& why) {
+    if (!accept_episode_)
+        log::warning(why + "; pausing new connections (" + std::to_string(conns_.size()) + " open)");
+    accept_episode_ = true;
+    accept_paused_ = true;
+    accept_timer_.arm_in(accept_retry);
 }
 
 void Server::closed(std::uint64_t id) {

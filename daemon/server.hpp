@@ -54,6 +54,7 @@ public:
 private:
     class Listener;
     void accept_from(Listener& l);
+    void pause_accepting(const std::string& why);
     void closed(std::uint64_t id);
     void finish();
 
@@ -64,7 +65,8 @@ private:
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
     std::uint64_t next_id_ = 0;
-    bool accept_paused_ = false;  // EMFILE episode: retried on a timer
+    bool accept_paused_ = false;   // retried on a timer
+    bool accept_episode_ = false;  // EMFILE (or alike) logged, not yet over
     Timer accept_timer_;
     std::uint64_t refused_ = 0;   // over --max-connections since the last report
     Clock::time_point refused_logged_{};

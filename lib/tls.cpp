@@ -285,6 +285,13 @@ Io classify(WOLFSSL* ssl, int ret, int& last_error) {
     }
     last_error = err;
     if (err == SOCKET_PEER_CLOSED_E) return Io::closed;  // TCP FIN without close_notify
+    if (err == SOCKET_ERROR_E) {
+        // wolfSSL says "socket error" for a plain end of stream too (during
+        // the handshake): the socket itself tells which it was.
+        char byte;
+        ssize_t n = ::recv(wolfSSL_get_fd(ssl), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE))) return Io::closed;
+    }
     return Io::failed;
 }
 

@@ -48,15 +48,19 @@ class DaemonTest(unittest.TestCase):
         self.d = self.start_daemon()
 
     def tearDown(self):
-        for d in self.daemons:
-            if d.proc and d.proc.poll() is None:
-                rc = d.stop(timeout=30 * SLOW)
-            else:
-                rc = d.proc.returncode if d.proc else 0
-                d.logf.close()
-            if d.expect_rc is not None:
-                self.assertEqual(rc, d.expect_rc, "secmsgd exit status; log:\n" + d.log()[-4000:])
-            shutil.rmtree(d.dir, ignore_errors=True)
+        try:
+            for d in self.daemons:
+                if d.proc and d.proc.poll() is None:
+                    rc = d.stop(timeout=30 * SLOW)
+                else:
+                    rc = d.proc.returncode if d.proc else 0
+                    d.logf.close()
+                if d.expect_rc is not None:
+                    self.assertEqual(rc, d.expect_rc, "secmsgd exit status; log:\n" + d.log()[-4000:])
+        finally:
+            if not os.environ.get("SECMSG_KEEP_TEST_DIRS"):
+                for d in self.daemons:
+                    shutil.rmtree(d.dir, ignore_errors=True)
 
 
 Daemon.expect_rc = 0
@@ -182,7 +186,9 @@ class TestBasics(DaemonTest):
         c.expect_ack(0)
 
     def test_garbage_and_plain_http_on_the_tls_port(self):
-        for junk in (b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", os.urandom(4096),
+        # (Random bytes behind an invalid record type: random bytes alone may
+        # look like the start of a long record, and wait for the timeout.)
+        for junk in (b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", b"\0" * 5 + os.urandom(4096),
                      b"\x16\x03\x01\x00\x05hello"):
             s = socket.create_connection(("127.0.0.1", self.d.port), timeout=10)
             s.sendall(junk)
@@ -430,9 +436,25 @@ class TestBackpressure(DaemonTest):
 
         t = threading.Thread(target=flood, daemon=True)
         t.start()
-        time.sleep(3)
-        blocked_at = sent[0]
-        self.assertLess(blocked_at, n, "the flood was never slowed down")
+
+        def handled():  # MSGs the daemon has taken in (recorded) so far
+            return self.d.log().count("message conn=%d " % conn_id)
+
+        conn_id = 2  # the harness's readiness probe was connection 1
+        # Input pauses: the count of handled MSGs stops growing while the
+        # flood is still unsent (kernel buffers absorb a few MB first).
+        last, stable_since, deadline = -1, time.time(), time.time() + 30 * SLOW
+        while time.time() < deadline:
+            now = handled()
+            if now != last:
+                last, stable_since = now, time.time()
+            elif time.time() - stable_since > 1.0 * SLOW:
+                break
+            time.sleep(0.1)
+        paused_at = handled()
+        self.assertGreater(paused_at, 0)
+        self.assertLess(paused_at, n, "the daemon never paused this client's input")
+        self.assertLess(sent[0], n, "the flood was never slowed down")
         # Others keep being served promptly.
         other = self.d.client()
         for i in range(50):
@@ -441,9 +463,9 @@ class TestBackpressure(DaemonTest):
             other.expect_ack(i)
             self.assertLess(time.time() - t0, 2 * SLOW)
         rss = self.d.rss_kib()
-        self.assertLess(rss - rss0, 16 * 1024, "daemon RSS grew from %d to %d KiB" % (rss0, rss))
-        time.sleep(1)
-        self.assertLess(sent[0] - blocked_at, 10000, "input was not paused")
+        if not UNDER_VALGRIND:  # valgrind's own bookkeeping grows
+            self.assertLess(rss - rss0, 16 * 1024, "daemon RSS grew from %d to %d KiB" % (rss0, rss))
+        self.assertEqual(handled(), paused_at, "input was not paused")
         # Now read: the ACKs come in order, and the paused input resumes.
         for i in range(n):
             slow.sent[i] = payload
@@ -451,7 +473,8 @@ class TestBackpressure(DaemonTest):
             slow.expect_ack(i)
         t.join(60)
         self.assertEqual(sent[0], n)
-        self.assertLess(self.d.rss_kib() - rss0, 16 * 1024)
+        if not UNDER_VALGRIND:
+            self.assertLess(self.d.rss_kib() - rss0, 16 * 1024)
 
 
 class TestSignals(DaemonTest):
@@ -526,6 +549,109 @@ class TestSignals(DaemonTest):
         c = Client(d.port, d.cafile, new_psk)
         c.send(b"after a failed reload")
         c.expect_ack(0)
+
+
+class TestOperations(DaemonTest):
+    """sd_notify, the log format under a journal stream, idle CPU, EMFILE."""
+
+    def test_sd_notify_ready_status_watchdog_reloading_stopping(self):
+        path = os.path.join(self.d.dir, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(10 * SLOW)
+        d = self.start_daemon(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "300000"})
+        seen = []
+
+        def wait_for(pred, what):
+            deadline = time.time() + 10 * SLOW
+            while time.time() < deadline:
+                for m in seen:
+                    if pred(m):
+                        return m
+                try:
+                    seen.append(sock.recv(4096).decode())
+                except socket.timeout:
+                    break
+            self.fail("no %s notification; got %r" % (what, seen))
+
+        wait_for(lambda m: "READY=1" in m, "READY")
+        wait_for(lambda m: m == "WATCHDOG=1", "WATCHDOG")
+        c = d.client()
+        c.send(b"counted")
+        c.expect_ack(0)
+        wait_for(lambda m: "STATUS=1 connections, 1 messages recorded" in m, "STATUS")
+        seen.clear()
+        d.signal(signal.SIGHUP)
+        wait_for(lambda m: "RELOADING=1" in m, "RELOADING")
+        wait_for(lambda m: "READY=1" in m, "READY after reload")
+        d.signal(signal.SIGTERM)
+        wait_for(lambda m: "STOPPING=1" in m, "STOPPING")
+        self.assertEqual(d.proc.wait(10 * SLOW), 0)
+
+    def test_journal_stream_priority_prefixes(self):
+        log_path = os.path.join(self.d.dir, "journal-stream.log")
+        open(log_path, "wb").close()
+        st = os.stat(log_path)
+        d = self.start_daemon(stderr_path=log_path,
+                              env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
+        c = d.client()
+        c.send(b"x")
+        c.expect_ack(0)
+        c.close()
+        self.assertTrue(d.wait_log(r"^<6>conn 1 peer .* closed: "), d.log())
+        self.assertTrue(re.search(r"^<5>secmsgd .* listening on ", d.log(), re.M), d.log())
+
+    @unittest.skipIf(UNDER_VALGRIND, "valgrind's own scheduler wakes up")
+    def test_idle_daemon_sleeps(self):
+        c = self.d.client()
+        c.send(b"then idle")
+        c.expect_ack(0)
+        time.sleep(0.3)
+
+        def switches():
+            with open("/proc/%d/status" % self.d.proc.pid) as f:
+                return sum(int(l.split()[1]) for l in f if "ctxt_switches" in l)
+
+        before = switches()
+        time.sleep(2)
+        self.assertLessEqual(switches() - before, 1, "an idle daemon woke up")
+
+    @unittest.skipIf(UNDER_VALGRIND, "valgrind needs file descriptors of its own")
+    def test_emfile_pauses_accepting_without_spinning(self):
+        d = self.start_daemon(wrapper=["prlimit", "--nofile=24:24"], args=["--handshake-timeout", "3"])
+        raw = []
+        for _ in range(40):
+            raw.append(socket.create_connection(("127.0.0.1", d.port)))
+        self.assertTrue(d.wait_log(r"(Too many open files|cannot set up a connection).*; pausing new "
+                                   r"connections"), d.log())
+
+        def cpu_ticks():
+            with open("/proc/%d/stat" % d.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+
+        t0 = cpu_ticks()
+        time.sleep(1)
+        self.assertLess(cpu_ticks() - t0, 20, "the loop spins on EMFILE")
+        for s in raw:
+            s.close()
+        deadline = time.time() + 15
+        while True:
+            try:
+                c = d.client(timeout=5)
+                c.send(b"after EMFILE")
+                c.expect_ack(0)
+                break
+            except (OSError, ProtocolViolation):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        # Once per episode: every pause line is followed by a recovery line,
+        # not repeated on each retry (every 250 ms).
+        pauses = len(re.findall(r"pausing new connections", d.log()))
+        resumes = len(re.findall(r"accepting new connections again", d.log()))
+        self.assertIn(pauses - resumes, (0, 1), d.log())
+        self.assertLessEqual(pauses, 5, d.log())
 
 
 class TestConfig(unittest.TestCase):
@@ -603,6 +729,46 @@ class TestConfig(unittest.TestCase):
         self.assertIn("recording to none", r.stdout)
         r = self.run_daemon("--config", self.dir + "/missing.conf", "--check-config")
         self.assertNotEqual(r.returncode, 0)
+
+    def test_init_credentials_then_serve(self):
+        cdir = os.path.join(self.dir, "state")
+        r = self.run_daemon("--init-credentials", cdir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("sha256:", r.stdout)
+        for name in ("tls.key", "tls.crt", "psk"):
+            self.assertTrue(os.path.exists(os.path.join(cdir, name)), name)
+        self.assertEqual(os.stat(os.path.join(cdir, "psk")).st_mode & 0o077, 0)
+        before = open(os.path.join(cdir, "tls.crt"), "rb").read()
+        r = self.run_daemon("--init-credentials", cdir, "--key-type", "ed25519")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(open(os.path.join(cdir, "tls.crt"), "rb").read(), before)  # never overwrites
+        r = self.run_daemon("--check-config", env={"CREDENTIALS_DIRECTORY": cdir})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # Served for real, verified against the generated certificate.
+        import base64
+        from secmsg_harness import free_port
+        port = free_port()
+        e = dict(os.environ, CREDENTIALS_DIRECTORY=cdir)
+        p = subprocess.Popen([self.binary, "--port", str(port), "--record", "none"], env=e,
+                             stderr=subprocess.PIPE)
+        try:
+            psk = base64.b64decode(open(os.path.join(cdir, "psk")).read())
+            deadline = time.time() + 30 * SLOW
+            while True:
+                try:
+                    c = Client(port, os.path.join(cdir, "tls.crt"), psk)
+                    break
+                except ConnectionRefusedError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.05)
+            c.send(b"with generated credentials")
+            c.expect_ack(0)
+            c.close()
+        finally:
+            p.terminate()
+            self.assertEqual(p.wait(30 * SLOW), 0)
+            p.stderr.close()
 
     def test_version_and_help(self):
         r = self.run_daemon("--version")

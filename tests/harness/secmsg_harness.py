@@ -334,7 +334,7 @@ class Daemon:
         """[(conn, seq, payload bytes)] from --record stderr lines, checked
         against their own SHA-256."""
         out = []
-        for line in self.log().splitlines():
+        for line in self.log().split("\n"):  # not splitlines(): payloads may hold U+2028
             m = MESSAGE_LINE.match(line)
             if m:
                 payload = unescape(m.group(6))
