@@ -11,7 +11,8 @@ layout:   every file the issue names is where it belongs under DESTDIR
 verify:   `systemd-analyze verify` passes on the installed units, with the
           installed daemon and man pages (paths rewritten into the DESTDIR).
 security: `systemd-analyze security --offline=yes` rates the installed
-          service 2.0 or lower.
+          service 2.0 or lower, and every item it still marks exposed is
+          explained in a comment of the unit.
 Each exits 0 on success, 1 with a one-line reason per problem otherwise.
 """
 
@@ -125,9 +126,19 @@ def check_security(destdir, dirs, workdir):
         return ["systemd-analyze security printed no exposure level"]
     level = float(m.group(1))
     print(f"exposure level {level} (must be <= {MAX_EXPOSURE})")
+    problems = []
     if level > MAX_EXPOSURE:
-        return [f"exposure level {level} is above {MAX_EXPOSURE}"]
-    return []
+        problems.append(f"exposure level {level} is above {MAX_EXPOSURE}")
+    # Every item still exposed (marked with a cross) must be justified in a
+    # comment of the unit: its setting's name has to appear in one.
+    comments = "\n".join(line for line in open(service, encoding="utf-8")
+                         if line.lstrip().startswith("#"))
+    for item in re.findall(r"^\s*\u2717 (\S+)", r.stdout, re.M):
+        setting = re.split(r"[=~]", item)[0]
+        if setting not in comments:
+            problems.append(f"exposed item {item} is not explained in a comment "
+                            f"of secmsgd.service")
+    return problems
 
 
 def main():
