@@ -283,6 +283,12 @@ int main(int argc, char** argv) {
                          std::string("secmsg ") + SECMSG_VERSION + " (" +
                              secmsg::wolfssl_build_description() + ")");
 
+    // A repeated option takes its last value, as in most Unix tools (so a
+    // wrapper script's defaults can be overridden by appending).
+    for (CLI::Option* opt : app.get_options())
+        if (opt->get_name() != "--message" && opt->get_type_size() != 0)
+            opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
