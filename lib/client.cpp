@@ -301,9 +301,12 @@ bool Runner::handle(const ClientSession::Event& e) {
                                      unacked_text() + ": send them again later");
         return false;
     }
-    std::string about = e.seq == no_seq ? "" : " (about seq " + std::to_string(e.seq) + ")";
-    fail(Failure::protocol, "the server refused the connection with ERROR " +
-                                std::to_string(e.code) + about + ": " + reason + "; " +
+    const std::string about = e.seq == no_seq ? "" : " about seq " + std::to_string(e.seq);
+    const std::string advice = code == ProtoError::too_large ? " (the server's --max-payload is lower)"
+                               : code == ProtoError::auth   ? " (is the PSK the server's? check --psk-file)"
+                                                            : "";
+    fail(Failure::protocol, "the server ended the connection with ERROR " +
+                                std::to_string(e.code) + about + ": " + reason + advice + "; " +
                                 unacked_text());
     return false;
 }
@@ -361,10 +364,10 @@ RunReport Runner::run() {
             const auto deadline = last_progress_ + ack_timeout_;
             timeout = ms_until(deadline);
             if (timeout == 0) {
-                fail(Failure::temporary,
-                     "no reply from " + conn_.peer() + " within " +
-                         std::to_string(ack_timeout_.count() / 1000.0).substr(0, 5) +
-                         " s (see --timeout): " + unacked_text());
+                char secs[32];
+                std::snprintf(secs, sizeof secs, "%g", ack_timeout_.count() / 1000.0);
+                fail(Failure::temporary, "no reply from " + conn_.peer() + " within " + secs +
+                                             " s (see --timeout): " + unacked_text());
                 return report_;
             }
         }

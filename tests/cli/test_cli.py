@@ -6,18 +6,22 @@ Run one class:  SECMSG=build/cli/secmsg SECMSGD=build/daemon/secmsgd \\
                     python3 tests/cli/test_cli.py TestModes
 """
 
+import hashlib
 import os
 import signal
 import socket
-import stat
+import ssl
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from secmsg_harness import Daemon, free_port, make_credentials  # noqa: E402
+from secmsg_harness import (ACK, ERROR, Daemon, Keys, free_port,  # noqa: E402
+                            make_credentials, open_frame, seal)
 import client_harness as ch  # noqa: E402
 
 EX_OK, EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE = 0, 64, 66, 69
@@ -359,6 +363,84 @@ class TestInteractive(ClientTest):
             self.assertRegex(t.screen.decode(errors="replace"), "shutting down|closed")
         finally:
             t.close()
+
+
+class LyingServer:
+    """A TLS server speaking secmsg/1 from Python (the harness's codec) that
+    answers the first MSG with whatever reply() builds."""
+
+    def __init__(self, reply):
+        self.dir = tempfile.mkdtemp(prefix="secmsg-liar-")
+        self.keys = Keys(make_credentials(self.dir))
+        self.cafile = os.path.join(self.dir, "tls.crt")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cafile, os.path.join(self.dir, "tls.key"))
+        ctx.set_alpn_protocols(["secmsg/1"])
+        self.ctx, self.reply = ctx, reply
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.listener.settimeout(20)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.listener.accept()
+        with self.ctx.wrap_socket(conn, server_side=True) as tls:
+            buf = b""
+            while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+                buf += tls.recv(65536)
+            _, seq, msg = open_frame(self.keys, buf[:4 + struct.unpack(">I", buf[:4])[0]])
+            tls.sendall(self.reply(self.keys, seq, msg))
+            time.sleep(0.5)
+
+    def args(self):
+        return ["--port", str(self.port), "--ca-file", self.cafile,
+                "--psk-file", os.path.join(self.dir, "psk")]
+
+
+class TestLyingServer(unittest.TestCase):
+    """A server that lies in its ACK is caught (the check itself is tested in
+    tests/cli/test_client_session.cpp; this is the same through the binary)."""
+
+    def run_against(self, reply):
+        server = LyingServer(reply)
+        r = ch.run(server.args() + ["-m", "pay 10 EUR"])
+        server.thread.join(10)
+        server.listener.close()
+        return r
+
+    def test_ack_with_the_digest_of_another_message(self):
+        def reply(keys, seq, msg):
+            return seal(keys, ACK, 0, struct.pack(">Q", seq) +
+                        hashlib.sha256(b"pay 1000 EUR").digest() + b"recorded")
+        r = self.run_against(reply)
+        self.assertEqual(r.returncode, EX_PROTOCOL, r.stderr)
+        self.assertIn(b"digest", r.stderr)
+
+    def test_ack_for_another_seq(self):
+        def reply(keys, seq, msg):
+            return seal(keys, ACK, 0, struct.pack(">Q", seq + 1) +
+                        hashlib.sha256(msg).digest() + b"recorded")
+        r = self.run_against(reply)
+        self.assertEqual(r.returncode, EX_PROTOCOL, r.stderr)
+
+    def test_honest_ack_is_accepted(self):
+        def reply(keys, seq, msg):
+            return seal(keys, ACK, 0, struct.pack(">Q", seq) +
+                        hashlib.sha256(msg).digest() + b"fine")
+        r = self.run_against(reply)
+        self.assertEqual(r.returncode, EX_OK, r.stderr)
+        self.assertEqual(r.stdout, b"seq 0: fine\n")
+
+    def test_error_frames_are_reported_with_code_and_reason(self):
+        def reply(keys, seq, msg):
+            return seal(keys, ERROR, 0, struct.pack(">HQ", 4, 2**64 - 1) + b"version says no")
+        r = self.run_against(reply)
+        self.assertEqual(r.returncode, EX_PROTOCOL, r.stderr)
+        self.assertIn(b"ERROR 4", r.stderr)
+        self.assertIn(b"version says no", r.stderr)
 
 
 class TestClientHello(unittest.TestCase):
