@@ -244,7 +244,8 @@ class TestExitStatus(ClientTest):
             p.stdin.flush()
             self.assertTrue(self.d.wait_log("before 99"), self.d.log()[-2000:])
             self.d.signal(signal.SIGTERM)
-            out, err = p.communicate(timeout=30)  # stdin stays open until now
+            p.wait(timeout=30)  # with its input still open: more may come
+            out, err = p.communicate(timeout=30)
         finally:
             if p.poll() is None:
                 p.kill()
