@@ -275,7 +275,8 @@ private:
     void handle_frame(std::span<const std::uint8_t> frame) {
         Opened o = channel_->open(frame, sh_.scratch);
         if (o.error != ProtoError::ok)
-            throw BenchError("a frame from the server was rejected: " + std::string(describe(o.error)));
+            throw BenchError("a frame from the server was rejected: " + std::string(describe(o.error)) +
+                             (o.error == ProtoError::auth ? " (is the PSK the server's?)" : ""));
         if (o.type == FrameType::error) {
             auto e = parse_error(o.plaintext);
             throw BenchError(e ? "the server sent ERROR " + std::to_string(e->code) + ": " +

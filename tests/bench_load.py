@@ -244,7 +244,7 @@ class Generator:
         return result
 
 
-def measure_load(gen, server, workload, seconds, cpus):
+def measure_load(gen, server, workload, seconds, cpus, warmup):
     """One run of a streaming or handshake workload; figures for the table.
     cpus: (server CPU, generator CPU), to see how busy each was in total."""
     marks = {}
@@ -254,7 +254,8 @@ def measure_load(gen, server, workload, seconds, cpus):
             marks["cpu0"] = server.cpu_seconds()
             marks["stat0"] = cpu_times(cpus)
 
-    r = gen.run(server, WORKLOADS[workload] + ["--seconds", str(seconds)], on_line, timeout=seconds + 90)
+    r = gen.run(server, WORKLOADS[workload] + ["--seconds", str(seconds), "--warmup", str(warmup)],
+                on_line, timeout=seconds + 90)
     cpu = server.cpu_seconds() - marks["cpu0"]
     stat1 = cpu_times(cpus)
     out = {"wall": r["seconds"], "server_cpu": cpu, "gen_busy": r["generator_cpu_seconds"] / r["seconds"],
@@ -325,7 +326,14 @@ def main():
                          "thousands of handshakes against the threaded peer take half a minute)")
     ap.add_argument("--workloads", default="throughput,large,handshake,idle")
     ap.add_argument("--json", help="also write every sample to this file")
+    ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each streaming run")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a quick check that every workload runs against secmsgd (one short run each, "
+                         "no peers); fails unless each one moved messages; for meson test")
     a = ap.parse_args()
+    if a.smoke:
+        a.reps, a.seconds, a.warmup, a.idle_steps, a.idle_full_reps = 1, 0.3, 0.1, "100", 1
+        a.skip += ["node", "python"]
 
     steps = [int(s) for s in a.idle_steps.split(",")]
     workloads = a.workloads.split(",")
@@ -402,7 +410,8 @@ def main():
                         if (s.label, w) in failed or not s.alive():
                             continue
                         try:
-                            r = measure_load(gen, s, w, a.seconds, (cpus[0], cpus[1] if pinned else cpus[0]))
+                            r = measure_load(gen, s, w, a.seconds, (cpus[0], cpus[1] if pinned else cpus[0]),
+                                             a.warmup)
                             samples[s.label][w].append(r)
                             log("rep %d %-10s %-16s %s" % (rep + 1, w, s.label, {k: round(v, 3) if isinstance(v, float) else v
                                                                               for k, v in r.items()}))
@@ -516,6 +525,21 @@ def main():
         with open(a.json, "w") as f:
             json.dump({"samples": samples, "failed": {"%s %s" % k: v for k, v in failed.items()},
                        "peak_kib": peak, "notes": notes}, f, indent=1, default=str)
+    if a.smoke:
+        for s in servers:
+            for w in workloads:
+                got = samples[s.label][w]
+                if w == "idle":
+                    moved = bool(got)
+                else:
+                    key = {"throughput": "msgs_per_s", "large": "mb_per_s", "handshake": "conn_per_s"}[w]
+                    moved = bool(got) and (got[0].get(key) or 0) > 0
+                if not moved and (s.label, w) not in failed:
+                    failed[(s.label, w)] = "no messages acknowledged"
+                    print("FAILED %s %s: no messages acknowledged" % (s.label, w))
+        if not servers or not any(s.ours for s in servers):
+            print("FAILED: no secmsgd to check")
+            return 1
     if failed:
         print("server logs kept in " + work)
         return 1
