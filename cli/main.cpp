@@ -312,7 +312,6 @@ int main(int argc, char** argv) {
     };
     if (app.count("--psk-file") == 0)
         if (const char* env = std::getenv("SECMSG_PSK_FILE"); env && *env) o.psk_file = env;
-    from_config("psk-file", "--psk-file", o.psk_file);
     if (o.psk_file.empty()) from_config("psk-file", "--psk-file", o.psk_file);
     from_config("host", "--host", host);
     from_config("port", "--port", port_text);

@@ -120,6 +120,21 @@ class TestModes(ClientTest):
         env = ch.clean_env(self.home, SECMSG_PSK_FILE=os.path.join(self.d.creds, "psk"))
         r = ch.run(["--port", str(self.d.port), "--ca-file", self.d.cafile, "-m", "env"], env=env)
         self.assertStatus(r, EX_OK)
+        # The variable wins over the configuration file, the command line over both.
+        conf_dir = os.path.join(self.home, ".config", "secmsg")
+        os.makedirs(conf_dir)
+        with open(os.path.join(conf_dir, "config"), "w") as f:
+            f.write("psk-file = /nonexistent/from-config\n")
+        r = ch.run(["--port", str(self.d.port), "--ca-file", self.d.cafile, "-m", "env"], env=env)
+        self.assertStatus(r, EX_OK)
+        r = ch.run(["--port", str(self.d.port), "--ca-file", self.d.cafile, "-m", "env",
+                    "--psk-file", "/nonexistent/from-command-line"], env=env)
+        self.assertStatus(r, EX_NOINPUT)
+        self.assertIn(b"from-command-line", r.stderr)
+        del env["SECMSG_PSK_FILE"]
+        r = ch.run(["--port", str(self.d.port), "--ca-file", self.d.cafile, "-m", "x"], env=env)
+        self.assertStatus(r, EX_NOINPUT)
+        self.assertIn(b"from-config", r.stderr)
 
     def test_defaults_from_the_config_file_and_the_command_line_wins(self):
         conf_dir = os.path.join(self.home, ".config", "secmsg")
