@@ -137,10 +137,16 @@ class ServiceChecks:
                   f"({'--whole' if whole else 'lines'}, {host}, {trust[0]}), "
                   f"all acknowledged", flush=True)
 
+    def journalctl(self, *args):
+        """journalctl's output, after journald has written out everything it
+        has received (an ACK can arrive before journald has stored the entry
+        that preceded it)."""
+        self.c.run(["journalctl", "--sync"])
+        return self.c.run(["journalctl", "--no-pager", *args]).stdout
+
     def recorded(self):
         """The journal entries of secmsgd.service that record a message."""
-        out = self.c.run(["journalctl", "-u", "secmsgd.service", "-o", "json",
-                          "--all", "--no-pager"]).stdout
+        out = self.journalctl("-u", "secmsgd.service", "-o", "json", "--all")
         entries = [json.loads(line) for line in out.splitlines() if line.strip()]
         return [e for e in entries if "SECMSG_PAYLOAD" in e]
 
@@ -194,8 +200,7 @@ class ServiceChecks:
                   whole=True)
         self.send([bytes(range(256)) + self.tag.encode()], whole=True)
         # The certificate's pin, as the first start printed it, works too.
-        startup = self.c.run(["journalctl", "-u", "secmsgd.service", "-o", "cat",
-                              "--no-pager"]).stdout
+        startup = self.journalctl("-u", "secmsgd.service", "-o", "cat")
         pins = re.findall(r"sha256:[A-Za-z0-9+/]{43}=", startup)
         expect(bool(pins), "the first start logged the certificate's pin")
         self.send([f"verified by pin {self.tag}".encode()], trust=["--pin", pins[0]])
@@ -222,8 +227,7 @@ class ServiceChecks:
             ids.add(mid)
         expect(len(ids) == 1, "every message has the same MESSAGE_ID")
         mid = ids.pop()
-        listed = self.c.run(["journalctl", f"MESSAGE_ID={mid}", "-o", "json",
-                             "--all", "--no-pager"]).stdout.splitlines()
+        listed = self.journalctl(f"MESSAGE_ID={mid}", "-o", "json", "--all").splitlines()
         expect(len(listed) == len(self.sent),
                f"journalctl MESSAGE_ID={mid} lists every message ({len(listed)})")
 
