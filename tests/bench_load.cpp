@@ -19,6 +19,7 @@
 //
 // Output on stdout, one line each: "begin" when the measured period starts,
 // "idle N" (idle mode), and at the end "result {json}".
+#include "fd.hpp"
 #include "frame_reader.hpp"
 #include "payload.hpp"
 #include "protocol.hpp"
@@ -76,33 +77,6 @@ struct Config {
     std::size_t idle_concurrency = 64;  // handshakes in progress at once in idle mode
 };
 
-// Owner of one client socket.
-class Socket {
-public:
-    Socket() = default;
-    explicit Socket(int fd) : fd_(fd) {}
-    ~Socket() { reset(); }
-    Socket(Socket&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-    Socket& operator=(Socket&& o) noexcept {
-        if (this != &o) {
-            reset();
-            fd_ = o.fd_;
-            o.fd_ = -1;
-        }
-        return *this;
-    }
-    Socket(const Socket&) = delete;
-    Socket& operator=(const Socket&) = delete;
-    int get() const { return fd_; }
-    void reset() {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-private:
-    int fd_ = -1;
-};
-
 // What the whole run shares: keys, TLS context, the message and its digest,
 // one receive buffer for every connection, and the counters.
 struct Shared {
@@ -114,7 +88,7 @@ struct Shared {
     Digest digest{};
     std::vector<std::uint8_t> rx_buf = std::vector<std::uint8_t>(256 * 1024);
     std::vector<std::uint8_t> scratch;
-    int epfd = -1;
+    Fd epoll;  // the one epoll instance of the run
 
     bool measuring = false;
     std::uint64_t acked = 0;        // ACKs counted while measuring
@@ -137,7 +111,7 @@ public:
     void start() {
         int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) throw BenchError(std::string("socket: ") + std::strerror(errno));
-        sock_ = Socket(fd);
+        sock_ = Fd(fd);
         int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (::connect(fd, reinterpret_cast<const sockaddr*>(&sh_.addr), sizeof sh_.addr) != 0 &&
@@ -146,7 +120,7 @@ public:
         epoll_event ev{};
         ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
         ev.data.u64 = slot_;
-        if (::epoll_ctl(sh_.epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        if (::epoll_ctl(sh_.epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
             throw BenchError(std::string("epoll_ctl: ") + std::strerror(errno));
         state_ = State::connecting;
         channel_.emplace(sh_.keys, Role::client);
@@ -300,7 +274,7 @@ private:
 
     // Handshake loop: the connection is done; count it and start the next.
     void finish() {
-        ::epoll_ctl(sh_.epfd, EPOLL_CTL_DEL, sock_.get(), nullptr);
+        ::epoll_ctl(sh_.epoll.get(), EPOLL_CTL_DEL, sock_.get(), nullptr);
         tls_.reset();
         sock_.reset();
         state_ = State::finished;
@@ -310,7 +284,7 @@ private:
     Shared& sh_;
     std::size_t slot_;
     State state_ = State::finished;
-    Socket sock_;
+    Fd sock_;
     std::optional<tls::Session> tls_;
     std::optional<Channel> channel_;
     FrameReader reader_;
@@ -349,12 +323,9 @@ rlim_t raise_nofile() {
 class Bench {
 public:
     explicit Bench(Shared& sh) : sh_(sh) {
-        sh_.epfd = ::epoll_create1(EPOLL_CLOEXEC);
-        if (sh_.epfd < 0) throw BenchError(std::string("epoll_create1: ") + std::strerror(errno));
+        sh_.epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+        if (!sh_.epoll) throw BenchError(std::string("epoll_create1: ") + std::strerror(errno));
     }
-    ~Bench() { ::close(sh_.epfd); }
-    Bench(const Bench&) = delete;
-    Bench& operator=(const Bench&) = delete;
 
     std::string run() {
         switch (sh_.cfg.mode) {
@@ -377,7 +348,7 @@ private:
     // One epoll wait (at most timeout_ms) and the steps it calls for.
     void poll_once(int timeout_ms) {
         epoll_event evs[256];
-        int n = ::epoll_wait(sh_.epfd, evs, 256, timeout_ms);
+        int n = ::epoll_wait(sh_.epoll.get(), evs, 256, timeout_ms);
         if (n < 0 && errno != EINTR) throw BenchError(std::string("epoll_wait: ") + std::strerror(errno));
         // Errors and hang-ups surface through the state machine's own reads.
         for (int i = 0; i < n; ++i) conns_[evs[i].data.u64]->step();
