@@ -111,7 +111,10 @@ void Connection::read_input() {
             reader_.feed(std::span<const std::uint8_t>(shared_.rbuf).first(r.bytes));
             if (!process_frames()) return;
             continue;
-        case tls::Io::want_read: read_drained_ = true; return;
+        case tls::Io::want_read:
+            read_drained_ = true;
+            reader_.shrink();  // drop a large idle buffer (a partial frame stays)
+            return;
         case tls::Io::want_write: return;  // TLS needs to write first: the next edge resumes
         case tls::Io::closed:
             // The client is done sending: answer what came, then close.
@@ -143,6 +146,7 @@ bool Connection::process_frames() {
         }
         if (budget == 0) {
             reader_.retain();
+            read_drained_ = false;  // whole frames may wait in the reader
             shared_.reactor.revisit(this);
             return false;
         }

@@ -147,6 +147,19 @@ class TestBasics(DaemonTest):
         c.expect_ack(0)
         self.assertEqual(self.d.recorded()[0][2], b"dribbled")
 
+    def test_session_ticket_resumption(self):
+        ctx = tls_context(self.d.cafile)
+        c = Client(self.d.port, self.d.cafile, self.d.psk, ctx=ctx)
+        c.send(b"first")
+        c.expect_ack(0)  # the ticket arrived before the ACK
+        session = c.tls.session
+        self.assertTrue(session.has_ticket)
+        c.close()
+        c = Client(self.d.port, self.d.cafile, self.d.psk, ctx=ctx, session=session)
+        self.assertTrue(c.tls.session_reused)
+        c.send(b"resumed")
+        c.expect_ack(0)
+
     def test_ed25519_certificate(self):
         d = self.start_daemon(key_type="ed25519")
         c = d.client()
