@@ -177,7 +177,6 @@ public:
     }
 
     State state() const { return state_; }
-    bool idle() const { return state_ == State::open && sent_ > 0 && pending_.empty(); }
 
 private:
     // How many MSGs this connection sends in the current mode (0: no limit).
