@@ -2,6 +2,7 @@
 // certificate really serves TLS and verifies as its own trust anchor.
 #include <doctest/doctest.h>
 
+#include "client.hpp"
 #include "credentials.hpp"
 #include "pin.hpp"
 #include "psk.hpp"
@@ -149,6 +150,43 @@ bool client_accepts(const secmsg::CredentialsReport& r, const std::string& name)
     return ok;
 }
 
+// The same, with the project's own client (lib/client, lib/tls_client) as
+// the verifier: what `secmsg --ca-file DIR/tls.crt --server-name NAME` does.
+bool project_client_accepts(const secmsg::CredentialsReport& r, const std::string& name)
+{
+    secmsg::tls::ServerOptions so;
+    so.cert_file = r.cert_file;
+    so.key_file = r.key_file;
+    auto server_ctx = secmsg::tls::make_server_context(so);
+    secmsg::tls::ClientOptions co;
+    co.ca_file = r.cert_file;
+    co.server_name = name;
+    auto client_ctx = secmsg::tls::make_client_context(co);
+
+    Listener listener;
+    std::thread server([&] {
+        int fd = ::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) return;
+        {
+            secmsg::tls::Session s(server_ctx, fd, true);
+            (void)s.handshake();
+        }
+        ::close(fd);
+    });
+    secmsg::ConnectOptions options;
+    options.port = listener.port;
+    options.server_name = name;
+    bool ok = false;
+    try {
+        auto connection = secmsg::Connection::open(options, client_ctx, co);
+        ok = true;
+    } catch (const secmsg::ClientError& e) {
+        MESSAGE("client refused the server for " << name << ": " << std::string(e.what()));
+    }
+    server.join();
+    return ok;
+}
+
 }  // namespace
 
 TEST_CASE("credentials: created where missing, with private modes, and reported")
@@ -256,6 +294,11 @@ TEST_CASE("credentials: the certificate serves TLS and verifies as its own CA fo
         CHECK(client_accepts(r, "127.0.0.1"));
         // The name check is live: a name the certificate does not carry is refused.
         CHECK_FALSE(client_accepts(r, "not-this-host.example"));
+        // And through the project's client, including the IPv6 loopback name.
+        CHECK(project_client_accepts(r, "localhost"));
+        CHECK(project_client_accepts(r, "127.0.0.1"));
+        CHECK(project_client_accepts(r, "::1"));
+        CHECK_FALSE(project_client_accepts(r, "not-this-host.example"));
     }
 }
 
