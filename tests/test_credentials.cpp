@@ -10,6 +10,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -131,6 +132,7 @@ bool client_accepts(const secmsg::CredentialsReport& r, const std::string& name)
             (void)s.handshake();  // blocking socket: done or failed
         }
         ::close(fd);
+        wc_ecc_fp_free();  // this thread's share of wolfCrypt's ECC point cache (FP_ECC)
     });
 
     WOLFSSL_CTX* cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
@@ -172,6 +174,7 @@ bool project_client_accepts(const secmsg::CredentialsReport& r, const std::strin
             (void)s.handshake();
         }
         ::close(fd);
+        wc_ecc_fp_free();
     });
     secmsg::ConnectOptions options;
     options.port = listener.port;
