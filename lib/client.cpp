@@ -154,6 +154,11 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
                                          name + " (" + session.error_text() + ")";
             throw ClientError(Failure::certificate, what + ": " + trust_advice(trust));
         }
+        if (tls::connection_dropped(session))
+            throw ClientError(Failure::unreachable,
+                              "the server at " + peer + " closed the connection during the TLS "
+                              "handshake (" + session.error_text() +
+                              "): is it secmsgd, and below its connection limit?");
         throw ClientError(Failure::protocol, "TLS handshake with " + peer +
                                                  " failed: " + session.error_text() +
                                                  " (is it secmsgd, speaking TLS 1.3?)");

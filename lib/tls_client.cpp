@@ -132,6 +132,11 @@ bool rejected_certificate(const Session& s) {
     }
 }
 
+bool connection_dropped(const Session& s) {
+    const int e = wolfSSL_get_error(s.get(), 0);
+    return e == SOCKET_PEER_CLOSED_E || e == SOCKET_ERROR_E || e == WOLFSSL_ERROR_ZERO_RETURN;
+}
+
 std::string key_exchange_group(const Session& s) {
     const char* name = wolfSSL_get_curve_name(s.get());
     return name ? name : "";

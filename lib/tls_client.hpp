@@ -15,6 +15,10 @@ inline constexpr const char* system_ca_file = "/etc/ssl/certs/ca-certificates.cr
 // certificate (CA chain, name, validity) or pin was rejected.
 bool rejected_certificate(const Session& s);
 
+// After Session::handshake() returned failed: true when the connection was
+// closed or reset under the handshake (not a TLS-level refusal).
+bool connection_dropped(const Session& s);
+
 // After a handshake: the key exchange group negotiated ("X25519", ...);
 // empty if unknown.
 std::string key_exchange_group(const Session& s);

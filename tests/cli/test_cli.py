@@ -480,11 +480,33 @@ class TestClientHello(unittest.TestCase):
         finally:
             listener.close()
             p.communicate(timeout=30)
-        self.assertIn(p.returncode, (EX_UNAVAILABLE, EX_PROTOCOL))
+        self.assertEqual(p.returncode, EX_UNAVAILABLE, "closed during the handshake")
         self.assertEqual(ch.key_share_groups(ext[51])[0], 0x001d, "X25519 first")
         self.assertEqual(ch.alpn_protocols(ext[16]), ["secmsg/1"])
         versions = ext[43][1:]
         self.assertEqual([versions[i:i + 2] for i in range(0, len(versions), 2)], [b"\x03\x04"])
+
+    def test_a_server_that_does_not_speak_tls_is_a_protocol_error(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(20)
+        home = tempfile.mkdtemp(prefix="secmsg-home-")
+        make_credentials(os.path.join(home, "creds"))
+        p = subprocess.Popen([ch.secmsg_binary(), "--port", str(listener.getsockname()[1]),
+                              "--insecure", "--psk-file", os.path.join(home, "creds", "psk"),
+                              "-m", "x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=ch.clean_env(home))
+        try:
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            _, err = p.communicate(timeout=30)
+            conn.close()
+        finally:
+            listener.close()
+        self.assertEqual(p.returncode, EX_PROTOCOL, err)
+        self.assertIn(b"TLS handshake", err)
 
 
 if __name__ == "__main__":
