@@ -344,11 +344,12 @@ def main():
     server_pin = [taskset, "-c", str(cpus[0])] if pinned else []
     gen_pin = [taskset, "-c", str(cpus[1])] if pinned else []
 
+    if not os.access(a.generator, os.X_OK):
+        sys.exit("bench_load.py: generator %s is not an executable (build it: ninja -C BUILD tests/bench-load)"
+                 % a.generator)
     work = tempfile.mkdtemp(prefix="secmsg-bench-")
     cred = make_credentials(work)
     gen = Generator(os.path.abspath(a.generator), gen_pin, cred)
-    if not os.access(gen.path, os.X_OK):
-        sys.exit("bench_load.py: generator %s is not an executable (build it: ninja -C BUILD tests/bench-load)" % gen.path)
 
     notes = []
     servers = []
@@ -379,6 +380,7 @@ def main():
             script, "--host", "127.0.0.1", "--port", str(port), "--cert", cred["cert"], "--key", cred["key"],
             "--psk", cred["psk"], "--record", "none"], server_pin, work))
     if not servers:
+        shutil.rmtree(work, ignore_errors=True)
         sys.exit("bench_load.py: no server to measure")
 
     started = time.monotonic()
@@ -407,7 +409,10 @@ def main():
             for rep in range(a.reps):
                 for w in load:
                     for s in live:
-                        if (s.label, w) in failed or not s.alive():
+                        if (s.label, w) in failed:
+                            continue
+                        if not s.alive():
+                            failed[(s.label, w)] = "%s had died before this workload" % s.label
                             continue
                         try:
                             r = measure_load(gen, s, w, a.seconds, (cpus[0], cpus[1] if pinned else cpus[0]),
