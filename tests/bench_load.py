@@ -336,6 +336,12 @@ def main():
         a.skip += ["node", "python"]
 
     steps = [int(s) for s in a.idle_steps.split(",")]
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and any(n + 100 > hard for n in steps):
+        print("note: the open-file hard limit (%d) leaves out idle steps %s" % (hard, [n for n in steps if n + 100 > hard]))
+        steps = [n for n in steps if n + 100 <= hard]
+        if not steps:
+            a.workloads = ",".join(w for w in a.workloads.split(",") if w != "idle")
     workloads = a.workloads.split(",")
     ncpu = len(os.sched_getaffinity(0))
     taskset = shutil.which("taskset")
