@@ -252,7 +252,7 @@ class TestExitStatus(ClientTest):
         self.assertIn(b"ERROR 5", r.stderr)
 
     def test_daemon_stopped_mid_pipe_is_a_temporary_failure(self):
-        p = subprocess.Popen([ch.secmsg_binary()] + ch.trust_args(self.d), stdin=subprocess.PIPE,
+        p = subprocess.Popen(ch.command(ch.trust_args(self.d)), stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
         try:
             p.stdin.write(b"".join(b"before %d\n" % i for i in range(100)))
@@ -278,7 +278,7 @@ class TestExitStatus(ClientTest):
         self.assertIn(b"NOT recorded", r.stderr)
 
     def test_no_acknowledgement_in_time_is_a_temporary_failure(self):
-        p = subprocess.Popen([ch.secmsg_binary()] + ch.trust_args(self.d) + ["--timeout", "1"],
+        p = subprocess.Popen(ch.command(ch.trust_args(self.d) + ["--timeout", "1"]),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=self.env)
         try:
@@ -470,9 +470,9 @@ class TestClientHello(unittest.TestCase):
         home = tempfile.mkdtemp(prefix="secmsg-home-")
         creds = os.path.join(home, "creds")
         make_credentials(creds)
-        p = subprocess.Popen([ch.secmsg_binary(), "--port", str(port), "--insecure",
-                              "--psk-file", os.path.join(creds, "psk"), "-m", "x",
-                              "--connect-timeout", "5"],
+        p = subprocess.Popen(ch.command(["--port", str(port), "--insecure",
+                                         "--psk-file", os.path.join(creds, "psk"), "-m", "x",
+                                         "--connect-timeout", "5"]),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=ch.clean_env(home))
         try:
@@ -493,9 +493,9 @@ class TestClientHello(unittest.TestCase):
         listener.settimeout(20)
         home = tempfile.mkdtemp(prefix="secmsg-home-")
         make_credentials(os.path.join(home, "creds"))
-        p = subprocess.Popen([ch.secmsg_binary(), "--port", str(listener.getsockname()[1]),
-                              "--insecure", "--psk-file", os.path.join(home, "creds", "psk"),
-                              "-m", "x"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        p = subprocess.Popen(ch.command(["--port", str(listener.getsockname()[1]), "--insecure",
+                                         "--psk-file", os.path.join(home, "creds", "psk"),
+                                         "-m", "x"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=ch.clean_env(home))
         try:
             conn, _ = listener.accept()

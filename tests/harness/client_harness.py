@@ -23,6 +23,12 @@ def secmsg_binary():
     return os.environ.get("SECMSG", "secmsg")
 
 
+def command(args):
+    """The command line that runs secmsg with args, under $SECMSG_WRAPPER
+    (e.g. valgrind) when set."""
+    return os.environ.get("SECMSG_WRAPPER", "").split() + [secmsg_binary()] + list(args)
+
+
 def clean_env(home=None, **extra):
     """The environment for a client run: no user configuration, no PSK
     variable, unless given."""
@@ -42,7 +48,7 @@ def trust_args(daemon):
 
 def run(args, input=b"", env=None, timeout=120):
     """Runs secmsg with args; returns the CompletedProcess (bytes)."""
-    return subprocess.run([secmsg_binary()] + list(args), input=input, capture_output=True,
+    return subprocess.run(command(args), input=input, capture_output=True,
                           env=env or clean_env(), timeout=timeout)
 
 
@@ -62,7 +68,7 @@ class Terminal:
 
     def __init__(self, args, env=None):
         self.master, slave = pty.openpty()
-        self.proc = subprocess.Popen([secmsg_binary()] + list(args), stdin=slave, stdout=slave,
+        self.proc = subprocess.Popen(command(args), stdin=slave, stdout=slave,
                                      stderr=slave, env=env or clean_env(),
                                      start_new_session=True)
         os.close(slave)
