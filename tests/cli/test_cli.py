@@ -233,6 +233,22 @@ class TestExitStatus(ClientTest):
         self.assertIn(b"cannot connect to 127.0.0.1:%d" % port, r.stderr)
         self.assertIn(b"Connection refused", r.stderr)
 
+    def test_silent_server_times_out_per_connect_timeout(self):
+        # The kernel completes the TCP handshake; nobody ever answers TLS.
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        try:
+            start = time.monotonic()
+            r = self.secmsg("--port", str(listener.getsockname()[1]), "--connect-timeout", "1",
+                            "-m", "x")
+            took = time.monotonic() - start
+        finally:
+            listener.close()
+        self.assertStatus(r, EX_UNAVAILABLE)
+        self.assertIn(b"timed out (see --connect-timeout)", r.stderr)
+        self.assertGreaterEqual(took, 0.9)
+
     def test_unresolvable_host_is_unavailable(self):
         r = self.secmsg("--host", "no-such-host.invalid", "-m", "x")
         self.assertStatus(r, EX_UNAVAILABLE)
