@@ -218,9 +218,9 @@ class TestTrust(ClientTest):
 
     def test_insecure_connects_and_warns_every_time(self):
         psk = os.path.join(self.d.creds, "psk")
-        for _ in range(2):
-            r = ch.run(["--port", str(self.d.port), "--psk-file", psk, "--insecure", "-m", "x"],
-                       env=self.env)
+        for name in ("127.0.0.1", "wrong.example"):  # no name check either
+            r = ch.run(["--port", str(self.d.port), "--psk-file", psk, "--insecure",
+                        "--server-name", name, "-m", "x"], env=self.env)
             self.assertStatus(r, EX_OK)
             self.assertIn(b"warning: --insecure", r.stderr)
 
