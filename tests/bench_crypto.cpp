@@ -1,0 +1,439 @@
+// bench-crypto: what the wolfSSL this binary is linked with costs, for the
+// figures that matter to secmsgd: heap held by an idle server session, the
+// record ciphers, the frame MAC, and the handshake's public-key operations.
+//
+//   bench-crypto                 prints a table for this build
+//   bench-crypto --tsv           the same figures, one "key<TAB>value" a line
+//   bench-crypto --against BIN   also runs BIN --tsv (the other build's
+//                                bench-crypto) and prints both, with ratios
+//
+// The heap figure counts every byte wolfSSL allocates (wolfSSL_SetAllocators)
+// while a server session made by the project's own code (tls::Session on a
+// tls::make_server_context context, as secmsgd does) completes a TLS 1.3
+// handshake over a socket pair and reads one record; each client session is
+// freed right away, so what is left is the idle server sessions' share.
+// Only the growth after some warm-up sessions counts: global caches that
+// fill during the first handshakes are not a per-session cost.
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/settings.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/aes.h>
+#include <wolfssl/wolfcrypt/chacha20_poly1305.h>
+#include <wolfssl/wolfcrypt/curve25519.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/ed25519.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/memory.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+#include "build_info.hpp"
+#include "credentials.hpp"
+#include "protocol.hpp"
+#include "tls.hpp"
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(WOLFSSL_STATIC_MEMORY) || defined(WOLFSSL_DEBUG_MEMORY)
+#error "bench-crypto counts heap through the plain wolfSSL_SetAllocators callbacks"
+#endif
+
+namespace {
+
+// ---- heap accounting -----------------------------------------------------
+
+// Each block carries its size in a 16-byte header (keeps malloc's alignment).
+constexpr std::size_t header = 16;
+std::size_t live_bytes = 0;
+
+void* count_malloc(std::size_t n) {
+    auto* p = static_cast<unsigned char*>(std::malloc(n + header));
+    if (!p) return nullptr;
+    std::memcpy(p, &n, sizeof n);
+    live_bytes += n;
+    return p + header;
+}
+
+void count_free(void* q) {
+    if (!q) return;
+    auto* p = static_cast<unsigned char*>(q) - header;
+    std::size_t n;
+    std::memcpy(&n, p, sizeof n);
+    live_bytes -= n;
+    std::free(p);
+}
+
+void* count_realloc(void* q, std::size_t n) {
+    if (!q) return count_malloc(n);
+    auto* p = static_cast<unsigned char*>(q) - header;
+    std::size_t old;
+    std::memcpy(&old, p, sizeof old);
+    auto* r = static_cast<unsigned char*>(std::realloc(p, n + header));
+    if (!r) return nullptr;
+    std::memcpy(r, &n, sizeof n);
+    live_bytes = live_bytes - old + n;
+    return r + header;
+}
+
+[[noreturn]] void die(const std::string& what) {
+    std::fprintf(stderr, "bench-crypto: %s\n", what.c_str());
+    std::exit(1);
+}
+
+void check(int rc, const char* what) {
+    if (rc != 0) die(std::string(what) + " failed (" + std::to_string(rc) + ")");
+}
+
+// A client session on one end of a socket pair, plain wolfSSL.
+struct Client {
+    WOLFSSL* ssl = nullptr;
+    ~Client() { if (ssl) wolfSSL_free(ssl); }
+};
+
+// Heap held per idle server session (bytes): the growth while `n` more
+// sessions open, after `warm` sessions have filled wolfSSL's global caches
+// (Debian's build keeps a fixed-point ECC cache of several MiB, filled
+// during the first handshakes), divided by `n`.
+double heap_per_idle_session(int warm, int n) {
+    namespace fs = std::filesystem;
+    char tmpl[] = "/tmp/bench-crypto.XXXXXX";
+    if (!mkdtemp(tmpl)) die("cannot make a temporary directory");
+    const fs::path dir = tmpl;
+    auto creds = secmsg::init_credentials((dir / "creds").string(), secmsg::KeyType::ecdsa_p256);
+
+    secmsg::tls::ServerOptions so;
+    so.cert_file = creds.cert_file;
+    so.key_file = creds.key_file;
+    auto server_ctx = secmsg::tls::make_server_context(so);
+
+    WOLFSSL_CTX* cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+    if (!cctx) die("cannot make a client context");
+    wolfSSL_CTX_set_verify(cctx, WOLFSSL_VERIFY_NONE, nullptr);
+
+    const auto total = static_cast<std::size_t>(warm + n);
+    std::vector<std::array<int, 2>> fds;
+    std::vector<secmsg::tls::Session> servers;
+    fds.reserve(total);
+    servers.reserve(total);
+    std::vector<std::uint8_t> record(200, 0x5a);  // about one small sealed frame
+    std::array<std::uint8_t, 4096> buf{};
+    std::size_t before = 0;
+
+    for (std::size_t k = 0; k < total; ++k) {
+        if (k == static_cast<std::size_t>(warm)) before = live_bytes;
+        auto& pair = fds.emplace_back();
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair.data()) != 0)
+            die("socketpair failed");
+        auto& server = servers.emplace_back(server_ctx, pair[0], true);
+        Client client;
+        client.ssl = wolfSSL_new(cctx);
+        if (!client.ssl || wolfSSL_set_fd(client.ssl, pair[1]) != WOLFSSL_SUCCESS)
+            die("cannot make a client session");
+        char alpn[] = "secmsg/1";
+        wolfSSL_UseALPN(client.ssl, alpn, sizeof alpn - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
+
+        bool s_done = false, c_done = false;
+        for (int i = 0; i < 1000 && !(s_done && c_done); ++i) {
+            if (!c_done) {
+                int rc = wolfSSL_connect(client.ssl);
+                if (rc == WOLFSSL_SUCCESS) c_done = true;
+                else if (int e = wolfSSL_get_error(client.ssl, rc);
+                         e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE)
+                    die("client handshake failed: " + std::to_string(e));
+            }
+            if (!s_done) {
+                auto r = server.handshake();
+                if (r == secmsg::tls::Io::done) s_done = true;
+                else if (r != secmsg::tls::Io::want_read && r != secmsg::tls::Io::want_write)
+                    die("server handshake failed: " + server.error_text());
+            }
+        }
+        if (!(s_done && c_done)) die("handshake did not finish");
+        if (wolfSSL_write(client.ssl, record.data(), static_cast<int>(record.size())) !=
+            static_cast<int>(record.size()))
+            die("client write failed");
+        std::size_t got = 0;
+        for (int i = 0; i < 100 && got < record.size(); ++i) {
+            auto r = server.read(buf);
+            if (r.status == secmsg::tls::Io::done) got += r.bytes;
+            else if (r.status != secmsg::tls::Io::want_read) die("server read failed");
+        }
+        if (got != record.size()) die("server did not read the record");
+    }  // each client session is freed at the end of its pass
+    const std::size_t after = live_bytes;
+
+    servers.clear();
+    for (auto& pair : fds) {
+        close(pair[0]);
+        close(pair[1]);
+    }
+    wolfSSL_CTX_free(cctx);
+    server_ctx.reset();
+    fs::remove_all(dir);
+    return (static_cast<double>(after) - static_cast<double>(before)) / n;
+}
+
+// ---- timing ----------------------------------------------------------------
+
+using Clock = std::chrono::steady_clock;
+
+// Calls op() until at least `seconds` have passed; returns calls per second.
+double rate(const std::function<void()>& op, double seconds = 0.4) {
+    op();  // warm up (and first-use setup such as CPU feature checks)
+    long calls = 0;
+    const auto start = Clock::now();
+    double elapsed = 0;
+    do {
+        for (int i = 0; i < 16; ++i) op();
+        calls += 16;
+        elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    } while (elapsed < seconds);
+    return calls / elapsed;
+}
+
+constexpr std::size_t chunk = 16384;  // one full TLS record
+
+struct Figures {
+    std::vector<std::pair<std::string, double>> rows;
+    void add(const std::string& k, double v) { rows.emplace_back(k, v); }
+};
+
+Figures measure() {
+    Figures f;
+    f.add("heap_per_session", heap_per_idle_session(16, 64));
+
+    WC_RNG rng;
+    check(wc_InitRng(&rng), "wc_InitRng");
+    std::vector<byte> in(chunk, 0x42), out(chunk + 64);
+    byte key[32];
+    check(wc_RNG_GenerateBlock(&rng, key, sizeof key), "RNG");
+    byte iv[16] = {};
+
+    {
+        Aes enc, dec;
+        check(wc_AesInit(&enc, nullptr, INVALID_DEVID), "wc_AesInit");
+        check(wc_AesInit(&dec, nullptr, INVALID_DEVID), "wc_AesInit");
+        check(wc_AesSetKey(&enc, key, 32, iv, AES_ENCRYPTION), "wc_AesSetKey");
+        check(wc_AesSetKey(&dec, key, 32, iv, AES_DECRYPTION), "wc_AesSetKey");
+        f.add("aes256_cbc_encrypt", rate([&] {
+            check(wc_AesCbcEncrypt(&enc, out.data(), in.data(), chunk), "wc_AesCbcEncrypt");
+        }) * chunk / 1e6);
+        f.add("aes256_cbc_decrypt", rate([&] {
+            check(wc_AesCbcDecrypt(&dec, out.data(), in.data(), chunk), "wc_AesCbcDecrypt");
+        }) * chunk / 1e6);
+        wc_AesFree(&enc);
+        wc_AesFree(&dec);
+    }
+    {
+        Aes gcm;
+        check(wc_AesInit(&gcm, nullptr, INVALID_DEVID), "wc_AesInit");
+        check(wc_AesGcmSetKey(&gcm, key, 32), "wc_AesGcmSetKey");
+        byte nonce[12] = {}, tag[16], aad[13] = {};
+        f.add("aes256_gcm", rate([&] {
+            check(wc_AesGcmEncrypt(&gcm, out.data(), in.data(), chunk, nonce, sizeof nonce, tag,
+                                   sizeof tag, aad, sizeof aad),
+                  "wc_AesGcmEncrypt");
+        }) * chunk / 1e6);
+        wc_AesFree(&gcm);
+    }
+    {
+        byte nonce[12] = {}, tag[16], aad[13] = {};
+        f.add("chacha20_poly1305", rate([&] {
+            check(wc_ChaCha20Poly1305_Encrypt(key, nonce, aad, sizeof aad, in.data(), chunk,
+                                              out.data(), tag),
+                  "wc_ChaCha20Poly1305_Encrypt");
+        }) * chunk / 1e6);
+    }
+    {
+        Hmac h;
+        check(wc_HmacInit(&h, nullptr, INVALID_DEVID), "wc_HmacInit");
+        byte mac[32];
+        f.add("hmac_sha256_64", 1e6 / rate([&] {
+            check(wc_HmacSetKey(&h, WC_SHA256, key, sizeof key), "wc_HmacSetKey");
+            check(wc_HmacUpdate(&h, in.data(), 64), "wc_HmacUpdate");
+            check(wc_HmacFinal(&h, mac), "wc_HmacFinal");
+        }));
+        wc_HmacFree(&h);
+    }
+
+    constexpr int peers = 32;  // a different peer key each time ("fresh peer")
+    {
+        curve25519_key mine;
+        std::vector<curve25519_key> theirs(peers);
+        check(wc_curve25519_init(&mine), "wc_curve25519_init");
+        check(wc_curve25519_make_key(&rng, 32, &mine), "wc_curve25519_make_key");
+        for (auto& k : theirs) {
+            check(wc_curve25519_init(&k), "wc_curve25519_init");
+            check(wc_curve25519_make_key(&rng, 32, &k), "wc_curve25519_make_key");
+        }
+        int i = 0;
+        byte secret[32];
+        f.add("x25519", rate([&] {
+            word32 len = sizeof secret;
+            check(wc_curve25519_shared_secret(&mine, &theirs[i++ % peers], secret, &len),
+                  "wc_curve25519_shared_secret");
+        }));
+        wc_curve25519_free(&mine);
+        for (auto& k : theirs) wc_curve25519_free(&k);
+    }
+    {
+        std::vector<ecc_key> keys(peers + 1);
+        for (auto& k : keys) {
+            check(wc_ecc_init(&k), "wc_ecc_init");
+            check(wc_ecc_make_key_ex(&rng, 32, &k, ECC_SECP256R1), "wc_ecc_make_key_ex");
+        }
+        ecc_key& mine = keys[peers];
+        check(wc_ecc_set_rng(&mine, &rng), "wc_ecc_set_rng");
+        int i = 0;
+        byte secret[32];
+        f.add("p256_ecdh", rate([&] {
+            word32 len = sizeof secret;
+            check(wc_ecc_shared_secret(&mine, &keys[i++ % peers], secret, &len),
+                  "wc_ecc_shared_secret");
+        }));
+        byte hash[32] = {1}, sig[80];
+        f.add("ecdsa_p256_sign", rate([&] {
+            word32 len = sizeof sig;
+            check(wc_ecc_sign_hash(hash, sizeof hash, sig, &len, &rng, &mine), "wc_ecc_sign_hash");
+        }));
+        for (auto& k : keys) wc_ecc_free(&k);
+    }
+    {
+        ed25519_key k;
+        check(wc_ed25519_init(&k), "wc_ed25519_init");
+        check(wc_ed25519_make_key(&rng, ED25519_KEY_SIZE, &k), "wc_ed25519_make_key");
+        byte msg[32] = {2}, sig[ED25519_SIG_SIZE];
+        f.add("ed25519_sign", rate([&] {
+            word32 len = sizeof sig;
+            check(wc_ed25519_sign_msg(msg, sizeof msg, sig, &len, &k), "wc_ed25519_sign_msg");
+        }));
+        wc_ed25519_free(&k);
+    }
+    wc_FreeRng(&rng);
+    return f;
+}
+
+struct Row {
+    const char* key;
+    const char* label;
+    const char* unit;
+    double scale;  // printed value = figure / scale
+    bool lower_is_better;
+};
+
+constexpr Row rows[] = {
+    {"heap_per_session", "heap per idle TLS 1.3 server session (handshake + 1 record)", "KiB", 1024, true},
+    {"aes256_cbc_encrypt", "AES-256-CBC encrypt, 16 KiB", "MB/s", 1, false},
+    {"aes256_cbc_decrypt", "AES-256-CBC decrypt, 16 KiB", "MB/s", 1, false},
+    {"aes256_gcm", "AES-256-GCM encrypt, 16 KiB", "MB/s", 1, false},
+    {"chacha20_poly1305", "ChaCha20-Poly1305 encrypt, 16 KiB", "MB/s", 1, false},
+    {"hmac_sha256_64", "HMAC-SHA-256 of 64 B (key, update, final)", "us", 1, true},
+    {"x25519", "X25519 shared secret, fresh peer", "k/s", 1000, false},
+    {"p256_ecdh", "P-256 ECDH shared secret, fresh peer", "k/s", 1000, false},
+    {"ecdsa_p256_sign", "ECDSA P-256 sign", "k/s", 1000, false},
+    {"ed25519_sign", "Ed25519 sign", "k/s", 1000, false},
+};
+
+std::map<std::string, double> run_other(const std::string& bin, std::string& description) {
+    int pipefd[2];
+    if (pipe(pipefd) != 0) die("pipe failed");
+    pid_t pid = fork();
+    if (pid < 0) die("fork failed");
+    if (pid == 0) {
+        dup2(pipefd[1], STDOUT_FILENO);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execl(bin.c_str(), bin.c_str(), "--tsv", static_cast<char*>(nullptr));
+        std::perror(bin.c_str());
+        _exit(127);
+    }
+    close(pipefd[1]);
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(pipefd[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    close(pipefd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die(bin + " --tsv failed");
+    std::map<std::string, double> m;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        auto end = text.find('\n', pos);
+        if (end == std::string::npos) end = text.size();
+        std::string line = text.substr(pos, end - pos);
+        pos = end + 1;
+        auto tab = line.find('\t');
+        if (tab == std::string::npos) continue;
+        std::string k = line.substr(0, tab), v = line.substr(tab + 1);
+        if (k == "build") description = v;
+        else m[k] = std::strtod(v.c_str(), nullptr);
+    }
+    return m;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    bool tsv = false;
+    std::string against;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--tsv") tsv = true;
+        else if (a == "--against" && i + 1 < argc) against = argv[++i];
+        else {
+            std::fprintf(stderr, "usage: %s [--tsv | --against OTHER_BENCH_CRYPTO]\n", argv[0]);
+            return 2;
+        }
+    }
+    // Before wolfSSL allocates anything, so that every block is counted.
+    if (wolfSSL_SetAllocators(count_malloc, count_free, count_realloc) != 0)
+        die("wolfSSL_SetAllocators failed");
+    secmsg::tls::init();
+
+    const std::string me = secmsg::wolfssl_build_description();
+    Figures f;
+    try {
+        f = measure();
+    } catch (const std::exception& e) {
+        die(e.what());
+    }
+    std::map<std::string, double> mine(f.rows.begin(), f.rows.end());
+
+    if (tsv) {
+        std::printf("build\t%s\n", me.c_str());
+        for (auto& [k, v] : f.rows) std::printf("%s\t%.6g\n", k.c_str(), v);
+        return 0;
+    }
+    if (against.empty()) {
+        std::printf("%s\n\n%-62s %12s\n", me.c_str(), "figure", "value");
+        for (const Row& r : rows)
+            std::printf("%-62s %7.1f %-4s\n", r.label, mine[r.key] / r.scale, r.unit);
+        return 0;
+    }
+    std::string theirs_desc;
+    auto theirs = run_other(against, theirs_desc);
+    std::printf("A: %s\nB: %s\n\n%-62s %12s %12s %7s\n", me.c_str(), theirs_desc.c_str(), "figure",
+                "A", "B", "A/B");
+    for (const Row& r : rows) {
+        double a = mine[r.key], b = theirs[r.key];
+        std::printf("%-62s %7.1f %-4s %7.1f %-4s %6.2fx%s\n", r.label, a / r.scale, r.unit,
+                    b / r.scale, r.unit, b != 0 ? a / b : 0.0,
+                    r.lower_is_better ? "  (lower is better)" : "");
+    }
+    return 0;
+}
