@@ -70,7 +70,7 @@ stop_daemon() {
     fi
 }
 trap stop_daemon EXIT
-trap 'exit 130' INT
+trap 'echo >&2; exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
