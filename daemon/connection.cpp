@@ -28,19 +28,18 @@ const char* describe(CloseReason r) {
     return "unknown";
 }
 
-Connection::Connection(Shared& shared, Fd fd, std::string peer, std::uint64_t id,
-                       std::shared_ptr<tls::Context> tls_ctx, std::shared_ptr<const FrameKeys> keys)
+Connection::Connection(Shared& shared, Fd fd, tls::Session session, std::string peer,
+                       std::uint64_t id, std::shared_ptr<const FrameKeys> keys)
     : shared_(shared),
       fd_(std::move(fd)),
       peer_(std::move(peer)),
       id_(id),
+      tls_(std::move(session)),
       channel_(std::move(keys), Role::server, shared.limits.max_payload),
       reader_(shared.limits.max_payload),
       timer_(shared.reactor, [this] { on_timer(); }),
       started_(Clock::now()),
-      last_activity_(started_) {
-    tls_.emplace(std::move(tls_ctx), fd_.get(), true);
-}
+      last_activity_(started_) {}
 
 Connection::~Connection() {
     if (fd_) shared_.reactor.remove(fd_.get());
@@ -96,7 +95,10 @@ void Connection::do_handshake() {
 // Reads until want-read, unless stopped on purpose: the output bound
 // (input paused; flush() resumes it) or the per-pass budget (revisit).
 void Connection::read_input() {
-    if (!process_frames()) return;  // frames kept from an earlier pass first
+    // Frames kept from an earlier pass first.  (An empty span with a real
+    // address: FrameReader may memcpy zero bytes from it.)
+    reader_.feed(std::span<const std::uint8_t>(shared_.rbuf.data(), 0));
+    if (!process_frames()) return;
     for (int budget = shared_.limits.reads_per_pass; !input_paused_; --budget) {
         if (budget == 0) {
             shared_.reactor.revisit(this);

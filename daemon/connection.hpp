@@ -83,13 +83,14 @@ class Connection : public Handler {
 public:
     enum class State { handshaking, open, draining, closing, lingering, closed };
 
-    // Takes the accepted, non-blocking socket.  Nothing happens until start().
-    Connection(Shared& shared, Fd fd, std::string peer, std::uint64_t id,
-               std::shared_ptr<tls::Context> tls_ctx, std::shared_ptr<const FrameKeys> keys);
+    // Takes the accepted, non-blocking socket and the server-side TLS
+    // session made for it.  Nothing happens until start().
+    Connection(Shared& shared, Fd fd, tls::Session session, std::string peer, std::uint64_t id,
+               std::shared_ptr<const FrameKeys> keys);
     ~Connection() override;
 
     // Registers with the reactor and arms the handshake timeout.  Throws
-    // std::system_error (epoll) or tls::TlsError (no session).
+    // std::system_error (epoll).
     void start();
 
     // The one entry point: epoll's events, or 0 when revisited.

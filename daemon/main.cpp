@@ -62,18 +62,26 @@ std::chrono::milliseconds seconds_opt(double s, const char* name) {
     return std::chrono::milliseconds(static_cast<long long>(s * 1000));
 }
 
-// --cert/--key/--psk-file, else $CREDENTIALS_DIRECTORY/{tls.crt,tls.key,psk}.
+// --cert/--key/--psk-file, else, file by file, $CREDENTIALS_DIRECTORY/NAME
+// when that file exists (systemd LoadCredential=), else $STATE_DIRECTORY/NAME
+// (created there on first start by the unit's --init-credentials).
 void resolve_credential_paths(Options& o) {
-    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    auto in = [](const char* var, const char* name) -> std::string {
+        const char* dir = std::getenv(var);
+        return dir && *dir ? std::string(dir) + "/" + name : std::string();
+    };
     auto fill = [&](std::string& path, const char* name, const char* opt) {
         if (!path.empty()) return;
-        if (dir && *dir) {
-            path = std::string(dir) + "/" + name;
-            return;
-        }
-        throw ConfigError(std::string("no ") + opt +
-                          " given (nor $CREDENTIALS_DIRECTORY); create credentials with "
-                          "secmsgd --init-credentials DIR");
+        std::string cred = in("CREDENTIALS_DIRECTORY", name);
+        std::string state = in("STATE_DIRECTORY", name);
+        if (!cred.empty() && (state.empty() || ::access(cred.c_str(), F_OK) == 0))
+            path = cred;
+        else if (!state.empty())
+            path = state;
+        else
+            throw ConfigError(std::string("no ") + opt +
+                              " given (nor $CREDENTIALS_DIRECTORY); create credentials with "
+                              "secmsgd --init-credentials DIR");
     };
     fill(o.cert, "tls.crt", "--cert");
     fill(o.key, "tls.key", "--key");

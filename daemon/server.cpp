@@ -94,8 +94,9 @@ void Server::accept_from(Listener& l) {
         std::uint64_t id = ++next_id_;
         auto peer = net::format_address(reinterpret_cast<sockaddr*>(&ss), len);
         try {
-            auto c = std::make_unique<Connection>(shared_, std::move(cfd), peer, id, creds_.tls,
-                                                  creds_.keys);
+            tls::Session session(creds_.tls, cfd.get(), true);
+            auto c = std::make_unique<Connection>(shared_, std::move(cfd), std::move(session), peer,
+                                                  id, creds_.keys);
             c->start();
             conns_.emplace(id, std::move(c));
             if (accept_episode_) {  // only a connection fully set up ends it
