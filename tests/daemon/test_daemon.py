@@ -502,6 +502,38 @@ class TestBackpressure(DaemonTest):
             self.assertLess(self.d.rss_kib() - rss0, 16 * 1024)
 
 
+    def test_fairness_under_a_flood(self):
+        """A client streaming as fast as it can does not starve another one:
+        the loop bounds work per connection per pass and comes back."""
+        flood = self.d.client()
+        n = 30000
+        data = b"".join(flood.frame_for(b"f" * 32, seq=i) for i in range(n))
+        for i in range(n):
+            flood.sent[i] = b"f" * 32
+        done = []
+
+        def reader():
+            for i in range(n):
+                flood.expect_ack(i)
+            done.append(True)
+
+        r = threading.Thread(target=reader, daemon=True)
+        w = threading.Thread(target=flood.send_raw, args=(data,), daemon=True)
+        r.start()
+        w.start()
+        other = self.d.client()
+        worst = 0.0
+        for i in range(30):
+            t0 = time.time()
+            other.send(b"interactive %d" % i)
+            other.expect_ack(i)
+            worst = max(worst, time.time() - t0)
+            time.sleep(0.02)
+        self.assertLess(worst, 1.0 * SLOW, "an interactive client waited %.3f s" % worst)
+        r.join(120 * SLOW)
+        self.assertEqual(done, [True])
+
+
 class TestSignals(DaemonTest):
     args = ("--shutdown-timeout", str(5 * SLOW))
 
