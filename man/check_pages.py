@@ -86,6 +86,9 @@ for name, default in opts.items():
                   'secmsgd.8 does not give the default %s of --%s' % (default, name))
 for name in items:
     check(name in opts, 'secmsgd.8 documents --%s, which secmsgd does not have' % name)
+if 'config' in opts and 'config' in items:
+    check(opts['config'] in items['config'],
+          'secmsgd.8 does not give the default configuration file %s' % opts['config'])
 
 # secmsgd.conf(5) and the example configuration: every option with a value
 # that makes sense in a file.
