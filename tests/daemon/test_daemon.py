@@ -209,6 +209,11 @@ class TestBasics(DaemonTest):
         self.assertTrue("GCM" in name or "CHACHA20" in name, name)
         c.send(b"over TLS 1.2")
         c.expect_ack(0)
+        # Even then, no CBC or static-RSA suites.
+        ctx = tls_context(d.cafile, max_version=ssl.TLSVersion.TLSv1_2)
+        ctx.set_ciphers("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:AES128-GCM-SHA256")
+        with self.assertRaises((ssl.SSLError, ConnectionResetError)):
+            Client(d.port, d.cafile, d.psk, ctx=ctx)
 
     def test_garbage_and_plain_http_on_the_tls_port(self):
         # (Random bytes behind an invalid record type: random bytes alone may
