@@ -81,7 +81,8 @@ public:
         static const char priority[] = "PRIORITY=6";
         // SECMSG_PAYLOAD is built as one field from two pieces: sd_journal_sendv
         // takes each iovec as a whole FIELD=VALUE, so the bytes are appended.
-        std::vector<std::uint8_t> field(payload_prefix.begin(), payload_prefix.end());
+        auto& field = field_;  // reused: no allocation per message once grown
+        field.assign(payload_prefix.begin(), payload_prefix.end());
         field.insert(field.end(), m.payload.begin(), m.payload.end());
         iovec iov[] = {
             {message.data(), message.size()}, {field.data(), field.size()},
@@ -91,10 +92,14 @@ public:
             {const_cast<char*>(priority), sizeof priority - 1},
         };
         int rc = sd_journal_sendv(iov, static_cast<int>(std::size(iov)));
+        if (field.capacity() > (1u << 20)) std::vector<std::uint8_t>().swap(field);
         if (rc < 0) return std::string("journal: ") + std::strerror(-rc);
         return {};
     }
     std::string_view name() const override { return "journal"; }
+
+private:
+    std::vector<std::uint8_t> field_;
 };
 
 class StderrRecorder : public Recorder {
