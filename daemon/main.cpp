@@ -62,26 +62,35 @@ std::chrono::milliseconds seconds_opt(double s, const char* name) {
     return std::chrono::milliseconds(static_cast<long long>(s * 1000));
 }
 
-// --cert/--key/--psk-file, else, file by file, $CREDENTIALS_DIRECTORY/NAME
-// when that file exists (systemd LoadCredential=), else $STATE_DIRECTORY/NAME
-// (created there on first start by the unit's --init-credentials).
+// Each of --cert/--key/--psk-file, when not given, is looked for file by
+// file: $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=), then
+// $STATE_DIRECTORY/NAME (made there on the first start by the unit's
+// --init-credentials).  The first that exists wins.
 void resolve_credential_paths(Options& o) {
-    auto in = [](const char* var, const char* name) -> std::string {
-        const char* dir = std::getenv(var);
-        return dir && *dir ? std::string(dir) + "/" + name : std::string();
-    };
+    std::vector<std::string> dirs;
+    for (const char* var : {"CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"}) {
+        const char* v = std::getenv(var);
+        if (!v) continue;
+        std::string list = v;  // systemd passes several directories ':'-separated
+        for (std::size_t start = 0; start <= list.size();) {
+            auto end = list.find(':', start);
+            if (end == std::string::npos) end = list.size();
+            if (end > start) dirs.push_back(list.substr(start, end - start));
+            start = end + 1;
+        }
+    }
     auto fill = [&](std::string& path, const char* name, const char* opt) {
         if (!path.empty()) return;
-        std::string cred = in("CREDENTIALS_DIRECTORY", name);
-        std::string state = in("STATE_DIRECTORY", name);
-        if (!cred.empty() && (state.empty() || ::access(cred.c_str(), F_OK) == 0))
-            path = cred;
-        else if (!state.empty())
-            path = state;
-        else
-            throw ConfigError(std::string("no ") + opt +
-                              " given (nor $CREDENTIALS_DIRECTORY); create credentials with "
-                              "secmsgd --init-credentials DIR");
+        for (const auto& d : dirs) {
+            std::string candidate = d + "/" + name;
+            if (::access(candidate.c_str(), F_OK) == 0) {
+                path = candidate;
+                return;
+            }
+        }
+        throw ConfigError(std::string("no ") + opt + " given, and no " + name +
+                          " in $CREDENTIALS_DIRECTORY or $STATE_DIRECTORY; create credentials "
+                          "with secmsgd --init-credentials DIR");
     };
     fill(o.cert, "tls.crt", "--cert");
     fill(o.key, "tls.key", "--key");
@@ -233,9 +242,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--port", o.port, "TCP port")->capture_default_str()->check(CLI::Range(1, 65535));
     app.add_option("--listen", o.listen, "ADDR:PORT or [V6ADDR]:PORT to listen on (repeatable; replaces --host/--port)");
-    app.add_option("--cert", o.cert, "TLS certificate, PEM (default: $CREDENTIALS_DIRECTORY/tls.crt)");
-    app.add_option("--key", o.key, "TLS private key, PEM (default: $CREDENTIALS_DIRECTORY/tls.key)");
-    app.add_option("--psk-file", o.psk_file, "pre-shared key file (default: $CREDENTIALS_DIRECTORY/psk)");
+    app.add_option("--cert", o.cert, "TLS certificate, PEM (default: tls.crt in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
+    app.add_option("--key", o.key, "TLS private key, PEM (default: tls.key in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
+    app.add_option("--psk-file", o.psk_file, "pre-shared key file (default: psk in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
     app.add_option("--record", o.record,
                    "journal, stderr or none (none: nothing is recorded, for benchmarks only); "
                    "default: the journal when reachable, else stderr")

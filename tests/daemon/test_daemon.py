@@ -722,6 +722,7 @@ class TestConfig(unittest.TestCase):
     def run_daemon(self, *args, env=None):
         e = dict(os.environ)
         e.pop("CREDENTIALS_DIRECTORY", None)
+        e.pop("STATE_DIRECTORY", None)
         e.update(env or {})
         return subprocess.run([self.binary, *args], capture_output=True, text=True, timeout=60, env=e)
 
@@ -743,6 +744,25 @@ class TestConfig(unittest.TestCase):
         self.assertIn("configuration OK", r.stdout)
         r = self.run_daemon("--check-config", "--record", "none", env={"CREDENTIALS_DIRECTORY": self.dir})
         self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(self.dir + "/tls.crt", r.stdout)
+
+    def test_credentials_file_by_file_credentials_then_state_directory(self):
+        state, creds = self.dir + "/state", self.dir + "/creds"
+        make_credentials(state)
+        os.makedirs(creds)
+        shutil.copy(self.dir + "/psk", creds + "/psk")  # only the PSK is provided
+        os.chmod(creds + "/psk", 0o600)
+        env = {"CREDENTIALS_DIRECTORY": creds, "STATE_DIRECTORY": state}
+        r = self.run_daemon("--check-config", "--record", "none", env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("certificate %s/tls.crt, key %s/tls.key, PSK %s/psk" % (state, state, creds), r.stdout)
+        r = self.run_daemon("--check-config", "--record", "none", "--cert", self.dir + "/tls.crt",
+                            "--key", self.dir + "/tls.key", env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("certificate %s/tls.crt" % self.dir, r.stdout)
+        r = self.run_daemon("--check-config", env={"STATE_DIRECTORY": self.dir + "/empty"})
+        self.assertEqual(r.returncode, 78)
+        self.assertIn("no --cert given", r.stderr)
 
     def test_check_config_catches_mismatched_key_and_bad_psk(self):
         other = self.dir + "/other"
