@@ -147,6 +147,30 @@ class TestBasics(DaemonTest):
         self.assertEqual(len(rec), n_clients * n_msgs)
         self.assertEqual(len({r[0] for r in rec}), n_clients)
 
+    def test_a_thousand_connections_at_once(self):
+        """One thread, one epoll: many clients open together, each served."""
+        import resource
+        n = 1000 if not MEMORY_TOOL else 200
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < n + 100:
+            self.skipTest("RLIMIT_NOFILE too low")
+        # The daemon inherits the raised limit from this process.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * n)), hard))
+        d = self.start_daemon()
+        rss0 = d.rss_kib()
+        clients = [d.client() for _ in range(n)]
+        for k, c in enumerate(clients):
+            c.send(b"from client %d" % k)
+        for c in clients:
+            c.expect_ack(0)
+        rss = d.rss_kib()
+        self.assertEqual(len(d.recorded()), n)
+        for c in clients:
+            c.close()
+        self.assertTrue(d.wait_log(r"reason client-closed", count=n, timeout=30 * SLOW))
+        print("\n%d TLS connections open: RSS %d -> %d KiB (%.1f KiB each)"
+              % (n, rss0, rss, (rss - rss0) / n), file=sys.stderr)
+
     def test_one_byte_at_a_time(self):
         c = self.d.client()
         c.tls.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
