@@ -98,6 +98,7 @@ void Connection::read_input() {
     // Frames kept from an earlier pass first.  (An empty span with a real
     // address: FrameReader may memcpy zero bytes from it.)
     reader_.feed(std::span<const std::uint8_t>(shared_.rbuf.data(), 0));
+    read_drained_ = false;  // only a want-read in this call says the input is all in
     if (!process_frames()) return;
     for (int budget = shared_.limits.reads_per_pass; !input_paused_; --budget) {
         if (budget == 0) {
@@ -107,7 +108,6 @@ void Connection::read_input() {
         auto r = tls_->read(shared_.rbuf);
         switch (r.status) {
         case tls::Io::done:
-            read_drained_ = false;
             bytes_in_ += r.bytes;
             last_activity_ = Clock::now();
             reader_.feed(std::span<const std::uint8_t>(shared_.rbuf).first(r.bytes));
@@ -148,7 +148,6 @@ bool Connection::process_frames() {
         }
         if (budget == 0) {
             reader_.retain();
-            read_drained_ = false;  // whole frames may wait in the reader
             shared_.reactor.revisit(this);
             return false;
         }

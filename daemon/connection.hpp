@@ -132,7 +132,7 @@ private:
     std::vector<std::uint8_t> out_;   // sealed frames not yet given to TLS
     std::vector<std::uint8_t> wbuf_;  // given to TLS, retried as-is after want-write
     bool input_paused_ = false;       // output bound reached
-    bool read_drained_ = false;       // last read said want-read
+    bool read_drained_ = false;       // the last read_input() ended at want-read
     bool record_error_logged_ = false;
     Timer timer_;
     Clock::time_point started_;
