@@ -95,9 +95,8 @@ void Connection::do_handshake() {
 // Reads until want-read, unless stopped on purpose: the output bound
 // (input paused; flush() resumes it) or the per-pass budget (revisit).
 void Connection::read_input() {
-    // Frames kept from an earlier pass first.  (An empty span with a real
-    // address: FrameReader may memcpy zero bytes from it.)
-    reader_.feed(std::span<const std::uint8_t>(shared_.rbuf.data(), 0));
+    // Frames kept from an earlier pass first.
+    reader_.feed({});
     read_drained_ = false;  // only a want-read in this call says the input is all in
     if (!process_frames()) return;
     for (int budget = shared_.limits.reads_per_pass; !input_paused_; --budget) {

@@ -35,7 +35,7 @@ bool FrameReader::top_up(std::size_t n) {
     if (end_ - begin_ >= n) return true;
     make_room(n);
     const auto k = std::min(n - (end_ - begin_), in_.size());
-    std::memcpy(buf_.data() + end_, in_.data(), k);
+    if (k > 0) std::memcpy(buf_.data() + end_, in_.data(), k);
     end_ += k;
     in_ = in_.subspan(k);
     return end_ - begin_ >= n;

@@ -20,6 +20,21 @@ constexpr std::string_view enc_info = "secmsg/1 aes-256-cbc";
 constexpr std::string_view mac_info = "secmsg/1 hmac-sha256";
 constexpr std::size_t sha256_block = 64;
 
+// IVs come from libsodium's randombytes_buf, drawn 256 at a time: one
+// getrandom(2) call per frame was most of the daemon's system time.
+// (Per thread; a process that forks after sealing must not seal in both.)
+void fresh_iv(std::uint8_t* iv) {
+    thread_local std::uint8_t pool[256 * iv_size];
+    thread_local std::size_t used = sizeof pool;
+    if (used == sizeof pool) {
+        randombytes_buf(pool, sizeof pool);
+        used = 0;
+    }
+    std::memcpy(iv, pool + used, iv_size);
+    sodium_memzero(pool + used, iv_size);  // never handed out twice
+    used += iv_size;
+}
+
 void check(int rc, const char* what) {
     if (rc != 0) throw std::runtime_error(std::string("wolfCrypt: ") + what + " failed (" + std::to_string(rc) + ")");
 }
@@ -105,7 +120,7 @@ void seal_frame(const FrameKeys& keys, FrameType type, std::uint64_t seq,
     if (iv != nullptr)
         std::memcpy(f + 14, iv, iv_size);
     else
-        randombytes_buf(f + 14, iv_size);
+        fresh_iv(f + 14);
 
     std::uint8_t* ct = f + header_size;
     if (!plaintext.empty()) std::memcpy(ct, plaintext.data(), plaintext.size());
