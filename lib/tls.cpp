@@ -122,6 +122,7 @@ Context& Context::operator=(Context&& o) noexcept {
     if (this != &o) {
         if (ctx_) wolfSSL_CTX_free(ctx_);
         ctx_ = std::exchange(o.ctx_, nullptr);
+        pin_ = o.pin_;
     }
     return *this;
 }
@@ -237,10 +238,11 @@ Session::Session(std::shared_ptr<Context> ctx, int fd, bool is_server) : ctx_(st
         ssl_ = nullptr;
         throw TlsError("cannot set ALPN on a TLS session");
     }
-    if (is_server)
-        wolfSSL_set_accept_state(ssl_);
-    else
-        wolfSSL_set_connect_state(ssl_);
+    if (!is_server) {
+        peer_ = std::make_unique<PeerCheck>();
+        peer_->want = ctx_->pin();
+        wolfSSL_SetCertCbCtx(ssl_, peer_.get());
+    }
 }
 
 Session::~Session() {
@@ -248,12 +250,16 @@ Session::~Session() {
 }
 
 Session::Session(Session&& o) noexcept
-    : ctx_(std::move(o.ctx_)), ssl_(std::exchange(o.ssl_, nullptr)), last_error_(o.last_error_) {}
+    : ctx_(std::move(o.ctx_)),
+      peer_(std::move(o.peer_)),
+      ssl_(std::exchange(o.ssl_, nullptr)),
+      last_error_(o.last_error_) {}
 
 Session& Session::operator=(Session&& o) noexcept {
     if (this != &o) {
         if (ssl_) wolfSSL_free(ssl_);
         ssl_ = std::exchange(o.ssl_, nullptr);
+        peer_ = std::move(o.peer_);  // after the old session is freed
         ctx_ = std::move(o.ctx_);
         last_error_ = o.last_error_;
     }
@@ -351,10 +357,6 @@ std::string Session::alpn() const {
 std::string Session::error_text() const {
     if (last_error_ == 0) return "no error";
     return wolfssl_reason(last_error_);
-}
-
-int Session::verify_result() const {
-    return static_cast<int>(wolfSSL_get_verify_result(ssl_));
 }
 
 namespace {

@@ -5,9 +5,12 @@
 // tls_client.cpp (client contexts: CA verification, pinning).
 #pragma once
 
+#include "pin.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -62,23 +65,39 @@ struct ClientOptions {
 class Context {
 public:
     Context() = default;
-    explicit Context(WOLFSSL_CTX* ctx) : ctx_(ctx) {}
+    // `pin`: for client contexts in pin mode, the digest the server
+    // certificate's SubjectPublicKeyInfo must have (see PeerCheck).
+    explicit Context(WOLFSSL_CTX* ctx, std::optional<PinDigest> pin = {}) : ctx_(ctx), pin_(pin) {}
     ~Context();
-    Context(Context&& o) noexcept : ctx_(o.ctx_) { o.ctx_ = nullptr; }
+    Context(Context&& o) noexcept : ctx_(o.ctx_), pin_(o.pin_) { o.ctx_ = nullptr; }
     Context& operator=(Context&& o) noexcept;
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
     WOLFSSL_CTX* get() const { return ctx_; }
+    const std::optional<PinDigest>& pin() const { return pin_; }
     explicit operator bool() const { return ctx_ != nullptr; }
 
 private:
     WOLFSSL_CTX* ctx_ = nullptr;
+    std::optional<PinDigest> pin_;
 };
 
 // Builds a server context; throws TlsError naming the file or option at fault.
 std::shared_ptr<Context> make_server_context(const ServerOptions& o);
 // Builds a client context (tls_client.cpp); throws TlsError.
 std::shared_ptr<Context> make_client_context(const ClientOptions& o);
+
+// A client session's check of the server certificate: the pin its context
+// requires, if any, and the digest of the server's (leaf) certificate key
+// once the handshake has shown it.  Each client Session owns one and hands
+// it to wolfSSL as the verify callback's context; the callback
+// (tls_client.cpp, installed by make_client_context) fills `seen` and
+// judges `want`.  Works without wolfSSL's OpenSSL layer or session
+// certificate copies, which cost 22 KiB per session.
+struct PeerCheck {
+    std::optional<PinDigest> want;
+    std::optional<PinDigest> seen;
+};
 
 enum class Io { done, want_read, want_write, closed, failed };
 
@@ -88,9 +107,12 @@ struct IoResult {
 };
 
 // Owner of a WOLFSSL session bound to a non-blocking fd it does not own.
-// Keeps its context alive.  Move-only.
+// Keeps its context alive.  Move-only.  The side (server or client) is the
+// one of the context's method.
 class Session {
 public:
+    // Throws TlsError.  A client session (is_server false) also owns its
+    // PeerCheck.
     Session(std::shared_ptr<Context> ctx, int fd, bool is_server);
     ~Session();
     Session(Session&& o) noexcept;
@@ -114,11 +136,13 @@ public:
     std::string cipher() const;      // suite name
     std::string alpn() const;        // negotiated ALPN, empty if none
     std::string error_text() const;  // after failed: wolfSSL's reason
-    int verify_result() const;       // client: X509 verify result after failed handshake
+    // Client sessions: what the certificate check saw; null for servers.
+    const PeerCheck* peer_check() const { return peer_.get(); }
     WOLFSSL* get() const { return ssl_; }
 
 private:
     std::shared_ptr<Context> ctx_;
+    std::unique_ptr<PeerCheck> peer_;  // on the heap: wolfSSL keeps its address
     WOLFSSL* ssl_ = nullptr;
     int last_error_ = 0;
 };

@@ -13,35 +13,36 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace secmsg::tls {
 
 namespace {
 
-// A context together with the pin its verify callback compares against.
-// Held by an aliasing shared_ptr<Context>, so the pin lives as long as the
-// context does.
-struct PinnedContext {
-    Context ctx;
-    PinDigest pin{};
-};
-
-// Verify callback in pin mode: the handshake goes on exactly when the leaf
-// certificate's SubjectPublicKeyInfo has the pinned digest, whatever the CA
-// checks said (no CA is loaded in this mode).  wolfSSL is built with
-// WOLFSSL_ALWAYS_VERIFY_CB, so this runs for every certificate, including
-// ones that passed; it always judges the leaf (certs[0]).
-int pin_verify(int /*preverify*/, WOLFSSL_X509_STORE_CTX* store) {
-    if (!store || !store->userCtx || !store->certs || store->totalCerts < 1) return 0;
-    const auto* want = static_cast<const PinDigest*>(store->userCtx);
-    const WOLFSSL_BUFFER_INFO& leaf = store->certs[0];
-    try {
-        const auto got = pin_digest_of_der({leaf.buffer, leaf.length});
-        return got == *want ? 1 : 0;
-    } catch (const PinError&) {
-        return 0;
+// Verify callback of every client context, whatever the trust mode; its
+// context is the session's PeerCheck (Session sets it).  Both wolfSSL builds
+// define WOLFSSL_ALWAYS_VERIFY_CB, so it runs for the leaf certificate even
+// when that passed, and even under WOLFSSL_VERIFY_NONE (--insecure); Debian's
+// also runs it for each intermediate.  Every call sees the whole chain as
+// received, the leaf first (certs[0]): it records the leaf's key digest
+// (for peer_pin) and judges the leaf.  In pin mode the handshake goes on
+// exactly when that digest is the pinned one, whatever the CA checks said
+// (no CA is loaded then); otherwise wolfSSL's own verdict stands unchanged
+// (`preverify`: 1 when its checks passed, else 0 with its error code kept).
+int check_server_certificate(int preverify, WOLFSSL_X509_STORE_CTX* store) noexcept {
+    auto* check = store ? static_cast<PeerCheck*>(store->userCtx) : nullptr;
+    if (!check) return preverify;
+    std::optional<PinDigest> leaf;
+    if (store->certs && store->totalCerts >= 1) {
+        try {
+            leaf = pin_digest_of_der({store->certs[0].buffer, store->certs[0].length});
+        } catch (...) {  // not a certificate (PinError); nothing may cross into wolfSSL
+        }
     }
+    if (leaf) check->seen = leaf;
+    if (check->want) return leaf && *leaf == *check->want ? 1 : 0;
+    return preverify;
 }
 
 // TLS codepoints of the group names default_groups() and --groups use.
@@ -57,10 +58,19 @@ int group_id(const std::string& name) {
 
 std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
     init();
-    auto holder = std::make_shared<PinnedContext>();
-    holder->ctx = Context(wolfSSL_CTX_new(wolfTLSv1_3_client_method()));
-    if (!holder->ctx) throw TlsError("cannot create a wolfSSL client context (out of memory?)");
-    WOLFSSL_CTX* c = holder->ctx.get();
+    // In pin mode the context carries the pin; each Session copies it into
+    // its PeerCheck.
+    std::optional<PinDigest> pin;
+    if (!o.insecure && !o.pin.empty()) {
+        pin = parse_pin(o.pin);
+        if (!pin)
+            throw TlsError("--pin " + o.pin +
+                           " is not a pin: expected sha256: and the base64 of 32 bytes "
+                           "(secmsgd --init-credentials prints it)");
+    }
+    auto ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfTLSv1_3_client_method()), pin);
+    if (!*ctx) throw TlsError("cannot create a wolfSSL client context (out of memory?)");
+    WOLFSSL_CTX* c = ctx->get();
 
     const std::string ciphers = o.ciphers.empty() ? default_ciphers() : o.ciphers;
     if (wolfSSL_CTX_set_cipher_list(c, ciphers.c_str()) != WOLFSSL_SUCCESS)
@@ -86,16 +96,9 @@ std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
         throw TlsError("this wolfSSL does not support the key exchange groups " + groups);
 
     if (o.insecure) {
-        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_NONE, nullptr);
-    } else if (!o.pin.empty()) {
-        const auto pin = parse_pin(o.pin);
-        if (!pin)
-            throw TlsError("--pin " + o.pin +
-                           " is not a pin: expected sha256: and the base64 of 32 bytes "
-                           "(secmsgd --init-credentials prints it)");
-        holder->pin = *pin;
-        wolfSSL_CTX_SetCertCbCtx(c, &holder->pin);
-        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, pin_verify);
+        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_NONE, check_server_certificate);
+    } else if (pin) {
+        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, check_server_certificate);
     } else {
         const std::string& file = o.ca_file.empty() ? std::string(system_ca_file) : o.ca_file;
         const int rc = wolfSSL_CTX_load_verify_locations(c, file.c_str(), nullptr);
@@ -106,13 +109,14 @@ std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
             throw TlsError("cannot load CA certificates from " + file +
                            ": not a readable PEM certificate file");
         }
-        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, nullptr);
+        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, check_server_certificate);
     }
-    return std::shared_ptr<Context>(holder, &holder->ctx);
+    return ctx;
 }
 
 bool rejected_certificate(const Session& s) {
-    if (s.verify_result() != 0) return true;
+    // wolfSSL's reason, kept by the session after the failed call; the pin
+    // callback's refusal is VERIFY_CERT_ERROR.
     switch (wolfSSL_get_error(s.get(), 0)) {
     case ASN_NO_SIGNER_E:
     case ASN_AFTER_DATE_E:
@@ -143,17 +147,9 @@ std::string key_exchange_group(const Session& s) {
 }
 
 std::string peer_pin(const Session& s) {
-    // The session's copy of the peer's chain (SESSION_CERTS); nothing to free.
-    WOLFSSL_X509_CHAIN* chain = wolfSSL_get_peer_chain(s.get());
-    if (!chain || wolfSSL_get_chain_count(chain) < 1) return {};
-    const unsigned char* der = wolfSSL_get_chain_cert(chain, 0);
-    const int n = wolfSSL_get_chain_length(chain, 0);
-    if (!der || n <= 0) return {};
-    try {
-        return pin_of_der({der, static_cast<std::size_t>(n)});
-    } catch (const PinError&) {
-        return {};
-    }
+    const PeerCheck* check = s.peer_check();
+    if (!check || !check->seen) return {};
+    return format_pin(*check->seen);
 }
 
 }  // namespace secmsg::tls

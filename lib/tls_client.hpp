@@ -23,8 +23,9 @@ bool connection_dropped(const Session& s);
 // empty if unknown.
 std::string key_exchange_group(const Session& s);
 
-// After a handshake: "sha256:BASE64" of the server certificate's key, empty
-// when the certificate is not available.
+// After a handshake: "sha256:BASE64" of the server certificate's key, as
+// the verify callback saw it during this handshake (in every trust mode);
+// empty when no certificate was seen (a resumed session).
 std::string peer_pin(const Session& s);
 
 }  // namespace secmsg::tls

@@ -216,6 +216,17 @@ class TestTrust(ClientTest):
         r = self.secmsg("--pin", "sha256:tooshort", "-m", "x")
         self.assertStatus(r, EX_USAGE)
 
+    def test_verbose_names_the_server_key_in_every_trust_mode(self):
+        # The key is taken during the handshake by the client's verify
+        # callback, which must see the certificate whatever the trust mode.
+        psk = os.path.join(self.d.creds, "psk")
+        key = ch.pin_of(self.d.cafile)
+        for trust in (["--ca-file", self.d.cafile], ["--pin", key], ["--insecure"]):
+            r = ch.run(["--port", str(self.d.port), "--psk-file", psk, "-v"] + trust + ["-m", "x"],
+                       env=self.env)
+            self.assertStatus(r, EX_OK)
+            self.assertIn("server key " + key + "\n", r.stderr.decode())
+
     def test_insecure_connects_and_warns_every_time(self):
         psk = os.path.join(self.d.creds, "psk")
         for name in ("127.0.0.1", "wrong.example"):  # no name check either
