@@ -226,6 +226,10 @@ Session::Session(std::shared_ptr<Context> ctx, int fd, bool is_server) : ctx_(st
         ssl_ = nullptr;
         throw TlsError("cannot attach a TLS session to its socket");
     }
+    // A peer that hangs up under a write is an error code (EPIPE: closed),
+    // never a SIGPIPE that ends the process, whatever its signal disposition
+    // (a server thread in a test, a program embedding the library).
+    wolfSSL_SetIOWriteFlags(ssl_, MSG_NOSIGNAL);
     // The server answers secmsg/1 or refuses a client that offers only other
     // protocols; a client that offers no ALPN at all is accepted.
     char proto[alpn_protocol.size() + 1];
