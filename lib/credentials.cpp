@@ -2,7 +2,7 @@
 // certificate generation, its private key, and a PSK file.
 #include "credentials.hpp"
 
-#include "fd.hpp"
+#include "files.hpp"
 #include "pin.hpp"
 #include "psk.hpp"
 
@@ -18,7 +18,6 @@
 #include <sodium.h>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,10 +130,10 @@ private:
 };
 
 // An existing key file, decoded: PEM "PRIVATE KEY" (PKCS#8) or SEC1 "EC PRIVATE KEY".
-std::unique_ptr<PrivateKey> load_key(const std::string& path, const std::string& pem, Rng& rng)
+std::unique_ptr<PrivateKey> load_key(const std::string& path, const SecretBytes& pem, Rng& rng)
 {
     WipedBuffer der(pem.size());
-    int len = wc_KeyPemToDer(reinterpret_cast<const byte*>(pem.data()), static_cast<int>(pem.size()),
+    int len = wc_KeyPemToDer(pem.data(), static_cast<int>(pem.size()),
                              der.data(), static_cast<int>(der.capacity()), nullptr);
     if (len <= 0) fail("cannot read the private key in " + path, len);
 
@@ -306,58 +305,15 @@ bool exists(const std::string& path)
     return false;
 }
 
-std::string read_file(const std::string& path)
+SecretBytes read_key_file(const std::string& path)
 {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) fail_errno("cannot open", path);
-    std::string text;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail_errno("cannot read", path);
-        if (n == 0) break;
-        text.append(buf, static_cast<std::size_t>(n));
-    }
-    sodium_memzero(buf, sizeof buf);
-    return text;
+    return read_small_file(path, 1 << 20).bytes;
 }
 
-void fsync_dir(const std::string& dir)
+// Creates path with `mode` atomically; false when it already exists.
+bool write_new_file(const std::string& path, const byte* data, std::size_t len, mode_t mode)
 {
-    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (fd.get() < 0 || ::fsync(fd.get()) != 0) fail_errno("cannot sync the directory", dir);
-}
-
-// Writes `data` to a temporary file in `dir` with `mode`, syncs it, then
-// links it to `path`: atomic, and never replaces an existing file.
-// Returns false (and writes nothing) when `path` already exists.
-bool write_new_file(const std::string& dir, const std::string& path, const byte* data, std::size_t len, mode_t mode)
-{
-    std::string tmp = path + ".tmp-XXXXXX";
-    Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));  // created with mode 0600
-    if (fd.get() < 0) fail_errno("cannot create a temporary file for", path);
-    struct Unlink {
-        std::string path;
-        ~Unlink() { ::unlink(path.c_str()); }
-    } cleanup{tmp};
-
-    if (::fchmod(fd.get(), mode) != 0) fail_errno("cannot set the mode of", tmp);
-    std::size_t done = 0;
-    while (done < len) {
-        ssize_t n = ::write(fd.get(), data + done, len - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail_errno("cannot write", tmp);
-        done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd.get()) != 0) fail_errno("cannot sync", tmp);
-    if (::close(fd.release()) != 0) fail_errno("cannot write", tmp);
-    if (::link(tmp.c_str(), path.c_str()) != 0) {
-        if (errno == EEXIST) return false;
-        fail_errno("cannot create", path);
-    }
-    fsync_dir(dir);
-    return true;
+    return write_file_atomically(path, {data, len}, mode);
 }
 
 void ensure_directory(const std::string& dir, std::vector<std::string>& created)
@@ -399,30 +355,21 @@ CredentialsReport init_credentials(const std::string& dir, KeyType type)
         Rng rng;
         std::unique_ptr<PrivateKey> key;
         if (have_key) {
-            std::string pem = read_file(r.key_file);
-            try {
-                key = load_key(r.key_file, pem, rng);
-            } catch (...) {
-                sodium_memzero(pem.data(), pem.size());
-                throw;
-            }
-            sodium_memzero(pem.data(), pem.size());
+            key = load_key(r.key_file, read_key_file(r.key_file), rng);
         } else {
             key = std::make_unique<PrivateKey>(type);
             key->generate(rng);
             word32 len = 0;
             auto pem = key_pem(*key, len);
-            if (write_new_file(base, r.key_file, pem->data(), len, 0600)) {
+            if (write_new_file(r.key_file, pem->data(), len, 0600)) {
                 r.created.push_back(r.key_file);
             } else {
                 // Another process created the key meanwhile: certify that one.
-                std::string text = read_file(r.key_file);
-                key = load_key(r.key_file, text, rng);
-                sodium_memzero(text.data(), text.size());
+                key = load_key(r.key_file, read_key_file(r.key_file), rng);
             }
         }
         const std::string cert = make_certificate_pem(*key, rng);
-        if (write_new_file(base, r.cert_file, reinterpret_cast<const byte*>(cert.data()), cert.size(), 0644))
+        if (write_new_file(r.cert_file, reinterpret_cast<const byte*>(cert.data()), cert.size(), 0644))
             r.created.push_back(r.cert_file);
     }
 

@@ -1,14 +1,14 @@
 #include "psk.hpp"
 
+#include "files.hpp"
+
 #include <sodium.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
 #include <string>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <system_error>
 
 namespace secmsg {
 namespace {
@@ -18,14 +18,6 @@ std::string octal_mode(mode_t m) {
     std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
     return buf;
 }
-
-// A file descriptor closed on every path.
-struct FileFd {
-    int fd = -1;
-    ~FileFd() {
-        if (fd >= 0) ::close(fd);
-    }
-};
 
 }  // namespace
 
@@ -57,85 +49,43 @@ SecretBytes parse_psk_text(std::string_view text, const std::string& what_for) {
 }
 
 SecretBytes load_psk_file(const std::string& path) {
-    FileFd f;
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (f.fd < 0) {
-        const int e = errno;
-        throw KeyFileError(e == ENOENT ? KeyFileError::Kind::missing : KeyFileError::Kind::unreadable,
-                           "PSK file " + path + ": " + std::strerror(e));
+    FileContents f;
+    try {
+        f = read_small_file(path, 4096);
+    } catch (const std::system_error& e) {
+        const int err = e.code().value();
+        if (err == EFBIG)
+            throw KeyFileError(KeyFileError::Kind::format,
+                               "PSK file " + path + ": not a secmsg PSK: far longer than 44 characters");
+        throw KeyFileError(err == ENOENT ? KeyFileError::Kind::missing : KeyFileError::Kind::unreadable,
+                           "PSK file " + path + ": " + e.what());
     }
-    struct stat st{};
-    if (::fstat(f.fd, &st) != 0)
-        throw KeyFileError(KeyFileError::Kind::unreadable,
-                           "PSK file " + path + ": " + std::strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        throw KeyFileError(KeyFileError::Kind::unreadable, "PSK file " + path + ": not a regular file");
-    if ((st.st_mode & 077) != 0)
+    if ((f.mode & 077) != 0)
         throw KeyFileError(KeyFileError::Kind::permissions,
-                           "PSK file " + path + " has mode " + octal_mode(st.st_mode) +
+                           "PSK file " + path + " has mode " + octal_mode(f.mode) +
                            ", readable or writable by others; it must be 0600 or stricter "
                            "(chmod 600 " + path + ")");
-    // Read at most a little more than a valid file can hold.
-    SecretBytes text(64);
-    std::size_t got = 0;
-    for (;;) {
-        const auto n = ::read(f.fd, text.data() + got, text.size() - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0)
-            throw KeyFileError(KeyFileError::Kind::unreadable,
-                               "PSK file " + path + ": " + std::strerror(errno));
-        if (n == 0) break;
-        got += static_cast<std::size_t>(n);
-        if (got == text.size()) break;
-    }
-    return parse_psk_text({reinterpret_cast<const char*>(text.data()), got}, "PSK file " + path);
+    return parse_psk_text({reinterpret_cast<const char*>(f.bytes.data()), f.bytes.size()},
+                          "PSK file " + path);
 }
 
 void generate_psk_file(const std::string& path, bool overwrite) {
     if (sodium_init() < 0) throw KeyFileError(KeyFileError::Kind::io, "libsodium failed to initialise");
-    if (!overwrite && ::access(path.c_str(), F_OK) == 0)
-        throw KeyFileError(KeyFileError::Kind::exists,
-                           "PSK file " + path + " already exists; not overwriting it");
     SecretBytes key(psk_size);
     randombytes_buf(key.data(), key.size());
     SecretBytes text(46);  // 44 characters, newline, terminator
     sodium_bin2base64(reinterpret_cast<char*>(text.data()), 45, key.data(), key.size(),
                       sodium_base64_VARIANT_ORIGINAL);
     text.data()[44] = '\n';
-
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    auto fail = [&](const std::string& what) {
-        const int e = errno;
-        ::unlink(tmp.c_str());
-        throw KeyFileError(KeyFileError::Kind::io, "PSK file " + path + ": " + what + ": " + std::strerror(e));
-    };
-    {
-        FileFd f;
-        f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (f.fd < 0) {
-            const int e = errno;
-            throw KeyFileError(KeyFileError::Kind::io,
-                               "PSK file " + path + ": cannot create " + tmp + ": " + std::strerror(e));
-        }
-        if (::fchmod(f.fd, 0600) != 0) fail("chmod");
-        std::size_t done = 0;
-        while (done < 45) {
-            const auto n = ::write(f.fd, text.data() + done, 45 - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) fail("write");
-            done += static_cast<std::size_t>(n);
-        }
-        if (::fsync(f.fd) != 0) fail("fsync");
+    bool written = false;
+    try {
+        written = write_file_atomically(path, text.bytes().first(45), 0600, overwrite);
+    } catch (const std::system_error& e) {
+        throw KeyFileError(KeyFileError::Kind::io, "PSK file " + path + ": " + e.what());
     }
-    const unsigned flags = overwrite ? 0 : RENAME_NOREPLACE;
-    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), flags) != 0) {
-        if (errno == EEXIST) {
-            ::unlink(tmp.c_str());
-            throw KeyFileError(KeyFileError::Kind::exists,
-                               "PSK file " + path + " already exists; not overwriting it");
-        }
-        fail("rename");
-    }
+    if (!written)
+        throw KeyFileError(KeyFileError::Kind::exists,
+                           "PSK file " + path + " already exists; not overwriting it");
 }
 
 }  // namespace secmsg

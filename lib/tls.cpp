@@ -3,6 +3,7 @@
 #include "tls.hpp"
 
 #include "build_info.hpp"
+#include "files.hpp"
 #include "protocol.hpp"
 #include "secret.hpp"
 
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <string_view>
 #include <sys/socket.h>
+#include <system_error>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <utility>
@@ -76,31 +78,14 @@ int group_id(std::string_view name) {
     return 0;
 }
 
-// Reads a whole file into wiped memory; throws TlsError naming it.
+// Reads a whole certificate or key file into wiped memory; throws TlsError
+// naming it.
 SecretBytes read_secret_file(const std::string& path, const char* what) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        throw TlsError(std::string("cannot open ") + what + " " + path + ": " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20)) {
-        ::close(fd);
-        throw TlsError(std::string(what) + " " + path + " is not a regular file of at most 1 MiB");
+    try {
+        return read_small_file(path, 1 << 20).bytes;
+    } catch (const std::system_error& e) {
+        throw TlsError(std::string(what) + ": " + e.what());
     }
-    SecretBytes buf(static_cast<std::size_t>(st.st_size));
-    std::size_t got = 0;
-    while (got < buf.size()) {
-        ssize_t n = ::read(fd, buf.data() + got, buf.size() - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            int e = errno;
-            ::close(fd);
-            throw TlsError(std::string("cannot read ") + what + " " + path + ": " +
-                           (n == 0 ? "file shrank while reading" : std::strerror(e)));
-        }
-        got += static_cast<std::size_t>(n);
-    }
-    ::close(fd);
-    return buf;
 }
 
 }  // namespace
