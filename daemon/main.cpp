@@ -238,6 +238,7 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", std::string("secmsgd ") + SECMSG_VERSION);
     app.set_config("--config", std::string(SECMSG_SYSCONFDIR) + "/secmsgd/secmsgd.conf",
                    "configuration file (command line options win)");
+    app.allow_config_extras(false);  // a misspelt key in the file is an error, not ignored
     app.add_option("--host", o.host, "address to listen on (:: for every IPv6 and IPv4 address)")
         ->capture_default_str();
     app.add_option("--port", o.port, "TCP port")->capture_default_str()->check(CLI::Range(1, 65535));
@@ -278,6 +279,9 @@ int main(int argc, char** argv) {
         return app.exit(e);
     } catch (const CLI::FileError& e) {
         std::cerr << "secmsgd: " << e.what() << "\n";
+        return exit_config;
+    } catch (const CLI::ConfigError& e) {
+        std::cerr << "secmsgd: configuration file: " << e.what() << "\n";
         return exit_config;
     } catch (const CLI::ParseError& e) {
         std::cerr << "secmsgd: " << e.what() << " (see secmsgd --help)\n";

@@ -770,6 +770,18 @@ class TestConfig(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(self.dir + "/tls.crt", r.stdout)
 
+    def test_unknown_key_in_config_file_is_an_error(self):
+        conf = self.dir + "/secmsgd.conf"
+        with open(conf, "w") as f:
+            f.write("record = none\nmax-conections = 5\n")  # misspelt
+        r = self.run_daemon("--config", conf, "--check-config", *self.creds())
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn("max-conections", r.stderr)
+        with open(conf, "w") as f:
+            f.write("record = none\nmax-connections = 5\n")
+        r = self.run_daemon("--config", conf, "--check-config", *self.creds())
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_credentials_file_by_file_credentials_then_state_directory(self):
         state, creds = self.dir + "/state", self.dir + "/creds"
         make_credentials(state)
