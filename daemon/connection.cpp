@@ -41,6 +41,9 @@ Connection::Connection(Shared& shared, Fd fd, tls::Session session, std::string 
       started_(Clock::now()),
       last_activity_(started_) {}
 
+// "conn ID peer ADDR:PORT", the start of every log line about this connection.
+std::string Connection::who() const { return "conn " + std::to_string(id_) + " peer " + peer_; }
+
 Connection::~Connection() {
     if (fd_) shared_.reactor.remove(fd_.get());
 }
@@ -85,7 +88,7 @@ void Connection::do_handshake() {
     case tls::Io::want_write: return;
     case tls::Io::closed: close_now(CloseReason::client_closed); return;
     case tls::Io::failed:
-        log::warning("conn " + std::to_string(id_) + " peer " + peer_ +
+        log::warning(who() +
                      ": TLS handshake failed: " + tls_->error_text());
         close_now(CloseReason::tls_failed);
         return;
@@ -126,7 +129,7 @@ void Connection::read_input() {
             if (reader_.has_buffered()) {
                 close_now(CloseReason::client_gone_mid_frame);
             } else {
-                log::warning("conn " + std::to_string(id_) + " peer " + peer_ +
+                log::warning(who() +
                              ": TLS read failed: " + tls_->error_text());
                 close_now(CloseReason::tls_failed);
             }
@@ -181,7 +184,7 @@ void Connection::handle_frame(std::span<const std::uint8_t> frame) {
     } else {
         ++shared_.not_recorded;
         if (!record_error_logged_) {  // once per connection; the summary counts them
-            log::error("conn " + std::to_string(id_) + " peer " + peer_ + ": message seq " +
+            log::error(who() + ": message seq " +
                        std::to_string(o.seq) + " not recorded: " + why);
             record_error_logged_ = true;
         }
@@ -193,7 +196,7 @@ void Connection::handle_frame(std::span<const std::uint8_t> frame) {
 }
 
 void Connection::fatal(ProtoError e, std::uint64_t ref_seq) {
-    log::warning("conn " + std::to_string(id_) + " peer " + peer_ + ": " +
+    log::warning(who() + ": " +
                  std::string(describe(e)) + " (ERROR " +
                  std::to_string(static_cast<int>(e)) + "), closing");
     queue_error(e, ref_seq, describe(e));
@@ -230,7 +233,7 @@ bool Connection::flush() {
         if (r.status == tls::Io::closed) {
             close_now(CloseReason::client_closed);
         } else {
-            log::warning("conn " + std::to_string(id_) + " peer " + peer_ +
+            log::warning(who() +
                          ": TLS write failed: " + tls_->error_text());
             close_now(CloseReason::write_failed);
         }
@@ -329,7 +332,7 @@ void Connection::close_now(CloseReason why) {
     char dur[32];
     std::snprintf(dur, sizeof dur, "%lld.%03llds", static_cast<long long>(ms / 1000),
                   static_cast<long long>(ms % 1000));
-    log::info("conn " + std::to_string(id_) + " peer " + peer_ + " closed: tls " +
+    log::info(who() + " closed: tls " +
               (tls_version_.empty() ? "-" : tls_version_ + " " + tls_cipher_) + ", in " +
               std::to_string(frames_in_) + " frames " + std::to_string(bytes_in_) + " bytes, out " +
               std::to_string(frames_out_) + " frames " + std::to_string(bytes_out_) +

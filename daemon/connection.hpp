@@ -118,6 +118,7 @@ private:
     void enter_closing(CloseReason why);
     void close_now(CloseReason why);
     void on_timer();
+    std::string who() const;
     std::size_t pending_output() const { return out_.size() + wbuf_.size(); }
 
     Shared& shared_;
