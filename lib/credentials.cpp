@@ -37,8 +37,13 @@
 namespace secmsg {
 namespace {
 
-constexpr int validity_days = 3652;        // about 10 years
+// 397 days: the longest validity browsers and TLS audits accept for a
+// server certificate.  Renewed at start when less than 30 days remain.
+constexpr std::time_t day = 86400;
+constexpr std::time_t validity_seconds = 397 * day;
+constexpr std::time_t renew_within_seconds = 30 * day;
 constexpr std::time_t backdate_seconds = 3600;
+constexpr const char* self_signed_unit = "self-signed first-start certificate";
 constexpr std::size_t der_capacity = 4096;  // a P-256 or Ed25519 certificate is < 1 KiB
 
 [[noreturn]] void fail(const std::string& what, int wolf_error)
@@ -243,7 +248,7 @@ int encode_time(std::time_t t, byte* out)
     return static_cast<int>(n + 2);
 }
 
-std::string make_certificate_pem(PrivateKey& key, Rng& rng)
+std::string make_certificate_pem(PrivateKey& key, Rng& rng, std::time_t now)
 {
     auto cert = std::make_unique<Cert>();
     if (int rc = wc_InitCert(cert.get()); rc != 0) fail("cannot initialise a certificate", rc);
@@ -255,15 +260,14 @@ std::string make_certificate_pem(PrivateKey& key, Rng& rng)
     const std::string cn = is_dns_name(host) && host.size() < CTC_NAME_SIZE ? host : "localhost";
     std::strncpy(cert->subject.commonName, cn.c_str(), CTC_NAME_SIZE - 1);
     std::strncpy(cert->subject.org, "secmsgd", CTC_NAME_SIZE - 1);
-    std::strncpy(cert->subject.unit, "self-signed first-start certificate", CTC_NAME_SIZE - 1);
+    std::strncpy(cert->subject.unit, self_signed_unit, CTC_NAME_SIZE - 1);
 
     const std::string san = subject_alt_names(host);
     std::memcpy(cert->altNames, san.data(), san.size());
     cert->altNamesSz = static_cast<int>(san.size());
 
-    const std::time_t now = std::time(nullptr);
     cert->beforeDateSz = encode_time(now - backdate_seconds, cert->beforeDate);
-    cert->afterDateSz = encode_time(now - backdate_seconds + std::time_t{validity_days} * 86400, cert->afterDate);
+    cert->afterDateSz = encode_time(now - backdate_seconds + validity_seconds, cert->afterDate);
 
     if (int rc = wc_SetKeyUsage(cert.get(), "digitalSignature"); rc != 0) fail("cannot set the key usage", rc);
     if (int rc = wc_SetExtKeyUsage(cert.get(), "serverAuth"); rc != 0) fail("cannot set the extended key usage", rc);
@@ -307,7 +311,55 @@ bool exists(const std::string& path)
 
 SecretBytes read_key_file(const std::string& path)
 {
-    return read_small_file(path, 1 << 20).bytes;
+    return read_credential_file(path, CredentialKind::private_key).bytes;
+}
+
+// What renewal needs to know of an existing certificate.
+struct CertificateFacts {
+    std::time_t not_after = 0;
+    bool made_here = false;  // self-signed, with the unit name this file gives its certificates
+    std::string pin;
+};
+
+CertificateFacts inspect_certificate(const std::string& path, const SecretBytes& pem)
+{
+    std::vector<byte> der(pem.size());
+    const int len = wc_CertPemToDer(pem.data(), static_cast<int>(pem.size()), der.data(),
+                                    static_cast<int>(der.size()), CERT_TYPE);
+    if (len <= 0) fail("cannot read the PEM certificate in " + path, len);
+    auto dc = std::make_unique<DecodedCert>();
+    wc_InitDecodedCert(dc.get(), der.data(), static_cast<word32>(len), nullptr);
+    struct Free {
+        DecodedCert* c;
+        ~Free() { wc_FreeDecodedCert(c); }
+    } free_later{dc.get()};
+    if (int rc = wc_ParseCert(dc.get(), CERT_TYPE, NO_VERIFY, nullptr); rc != 0)
+        fail("cannot parse the certificate in " + path, rc);
+
+    CertificateFacts facts;
+    const byte* date = nullptr;
+    byte format = 0;
+    int date_len = 0;
+    std::tm tm{};
+    if (int rc = wc_GetDateInfo(dc->afterDate, dc->afterDateLen, &date, &format, &date_len); rc != 0)
+        fail("cannot read the expiry date of " + path, rc);
+    if (int rc = wc_GetDateAsCalendarTime(date, date_len, format, &tm); rc != 0)
+        fail("cannot read the expiry date of " + path, rc);
+    facts.not_after = timegm(&tm);
+    facts.made_here = std::memcmp(dc->subjectHash, dc->issuerHash, sizeof dc->subjectHash) == 0 &&
+                      dc->subjectOU != nullptr &&
+                      std::string_view(dc->subjectOU, static_cast<std::size_t>(dc->subjectOULen)) == self_signed_unit;
+    facts.pin = pin_of_der({der.data(), static_cast<std::size_t>(len)});
+    return facts;
+}
+
+std::string format_date(std::time_t t)
+{
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%d %H:%M UTC", &tm);
+    return text;
 }
 
 // Creates path with `mode` atomically; false when it already exists.
@@ -316,16 +368,36 @@ bool write_new_file(const std::string& path, const byte* data, std::size_t len, 
     return write_file_atomically(path, {data, len}, mode);
 }
 
+SecretBytes read_certificate_file(const std::string& path)
+{
+    return read_credential_file(path, CredentialKind::certificate).bytes;
+}
+
+// Replaces a certificate that this file made (see CertificateFacts) and
+// that expires within renew_within_seconds of `now` by a new one for the
+// same key, so the pin stays; notes it in `r`.
+void renew_if_due(CredentialsReport& r, std::time_t now)
+{
+    const CertificateFacts old = inspect_certificate(r.cert_file, read_certificate_file(r.cert_file));
+    if (!old.made_here || old.not_after - now >= renew_within_seconds) return;
+    Rng rng;
+    const auto key = load_key(r.key_file, read_key_file(r.key_file), rng);
+    const std::string pem = make_certificate_pem(*key, rng, now);
+    const std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(pem.data()), pem.size()};
+    if (pin_of_certificate(bytes) != old.pin)
+        throw std::runtime_error(r.cert_file + " expires on " + format_date(old.not_after) +
+                                 " and is due for renewal, but it is not the certificate of " + r.key_file +
+                                 ", and renewing it would change the pin: put back the key it belongs to, "
+                                 "or remove " + r.cert_file + " to get a new certificate (and pin) for this key");
+    write_file_atomically(r.cert_file, bytes, 0644, /*replace=*/true);
+    r.renewed_from = old.not_after;
+}
+
 void ensure_directory(const std::string& dir, std::vector<std::string>& created)
 {
-    if (::mkdir(dir.c_str(), 0700) == 0) {
-        created.push_back(dir);
-        return;
-    }
-    if (errno != EEXIST) fail_errno("cannot create the directory", dir);
-    struct stat st{};
-    if (::stat(dir.c_str(), &st) != 0) fail_errno("cannot inspect", dir);
-    if (!S_ISDIR(st.st_mode)) throw std::runtime_error(dir + " exists and is not a directory");
+    if (::mkdir(dir.c_str(), 0700) == 0) created.push_back(dir);
+    else if (errno != EEXIST) fail_errno("cannot create the directory", dir);
+    check_credential_directory(dir);
 }
 
 }  // namespace
@@ -337,7 +409,7 @@ KeyType parse_key_type(const std::string& name)
     throw std::invalid_argument("unknown key type '" + name + "': use ecdsa or ed25519");
 }
 
-CredentialsReport init_credentials(const std::string& dir, KeyType type)
+CredentialsReport init_credentials(const std::string& dir, KeyType type, std::time_t now)
 {
     CredentialsReport r;
     const std::string base = dir.empty() ? std::string(".") : dir;
@@ -368,9 +440,11 @@ CredentialsReport init_credentials(const std::string& dir, KeyType type)
                 key = load_key(r.key_file, read_key_file(r.key_file), rng);
             }
         }
-        const std::string cert = make_certificate_pem(*key, rng);
+        const std::string cert = make_certificate_pem(*key, rng, now);
         if (write_new_file(r.cert_file, reinterpret_cast<const byte*>(cert.data()), cert.size(), 0644))
             r.created.push_back(r.cert_file);
+    } else {
+        renew_if_due(r, now);
     }
 
     if (!exists(r.psk_file)) {
@@ -382,19 +456,21 @@ CredentialsReport init_credentials(const std::string& dir, KeyType type)
         }
     }
 
-    r.pin = pin_of_file(r.cert_file);
+    const CertificateFacts facts = inspect_certificate(r.cert_file, read_certificate_file(r.cert_file));
+    r.pin = facts.pin;
+    r.not_after = facts.not_after;
     return r;
 }
 
 std::string format_report(const CredentialsReport& r)
 {
     std::string out;
-    if (r.created.empty()) {
-        out += "credentials already present, nothing created\n";
-    } else {
-        for (const auto& path : r.created) out += "created " + path + "\n";
-    }
-    out += "certificate: " + r.cert_file + "\n";
+    for (const auto& path : r.created) out += "created " + path + "\n";
+    if (r.renewed_from != 0)
+        out += "renewed " + r.cert_file + " (it was valid until " + format_date(r.renewed_from) +
+               "): same key " + r.key_file + ", so the pin is unchanged\n";
+    if (r.created.empty() && r.renewed_from == 0) out += "credentials already present, nothing created\n";
+    out += "certificate: " + r.cert_file + ", valid until " + format_date(r.not_after) + "\n";
     out += "pin for clients: " + r.pin + "\n";
     return out;
 }

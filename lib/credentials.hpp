@@ -2,6 +2,7 @@
 // its private key, and a PSK file, created only where missing.
 #pragma once
 
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -20,26 +21,37 @@ struct CredentialsReport {
     std::string cert_file;  // DIR/tls.crt
     std::string psk_file;   // DIR/psk
     std::vector<std::string> created;  // paths created by this call (empty: nothing to do)
+    std::time_t renewed_from = 0;      // when DIR/tls.crt was renewed: the expiry of the old one; else 0
+    std::time_t not_after = 0;         // when DIR/tls.crt (as it is now) expires
     std::string pin;        // "sha256:BASE64" of the certificate's SubjectPublicKeyInfo
                             // (of DIR/tls.crt, whether created now or found)
 };
 
 // Creates, only where missing, in `dir` (which is created with mode 0700 if
-// missing): `tls.key` (PEM private key, mode 0600, written atomically) with
-// `tls.crt` (PEM self-signed certificate of that key, made with wolfCrypt:
-// subjectAltName = the host name, localhost, 127.0.0.1, ::1; valid from an
-// hour ago for 10 years), and `psk` (via generate_psk_file).  Never
-// overwrites: an existing file is kept as it is.  The key is linked into
-// place before the certificate, so an interrupted run leaves at most a key:
-// when tls.key exists and tls.crt does not, the certificate is made for the
+// missing, and must be owned by root or this process's user and writable by
+// no one else, see check_credential_directory): `tls.key` (PEM private key,
+// mode 0600, written atomically) with `tls.crt` (PEM self-signed
+// certificate of that key, made with wolfCrypt: subjectAltName = the host
+// name, localhost, 127.0.0.1, ::1; valid from an hour before `now` for 397
+// days), and `psk` (via generate_psk_file).  Never overwrites a key or a
+// PSK.  A certificate this function made (self-signed, with its
+// organisational unit) that expires less than 30 days after `now` is
+// replaced by a new one for the same key, so that its pin stays valid;
+// any other certificate is kept as it is.  The key is linked into place
+// before the certificate, so an interrupted run leaves at most a key: when
+// tls.key exists and tls.crt does not, the certificate is made for the
 // existing key (whatever its type); when tls.crt exists without tls.key,
-// throws std::runtime_error.  Throws std::runtime_error (one clear line
-// naming the file) on any I/O or crypto failure, and KeyFileError from the
-// PSK code.  Idempotent: a second call creates nothing, same pin.
-CredentialsReport init_credentials(const std::string& dir, KeyType type = KeyType::ecdsa_p256);
+// throws std::runtime_error.  Existing files are read with the checks of
+// read_credential_file.  Throws KeyFileError (an unsafe directory, an
+// unusable file) and std::runtime_error (one clear line naming the file)
+// on any other I/O or crypto failure.  Idempotent: a second call creates
+// nothing, same pin.
+CredentialsReport init_credentials(const std::string& dir, KeyType type = KeyType::ecdsa_p256,
+                                   std::time_t now = std::time(nullptr));
 
-// The report as lines for a person: what was created (or that nothing was)
-// and the pin clients use with `secmsg --pin`.
+// The report as lines for a person: what was created or renewed (or that
+// nothing was), until when the certificate is valid, and the pin clients
+// use with `secmsg --pin`.
 std::string format_report(const CredentialsReport& report);
 
 }  // namespace secmsg

@@ -4,22 +4,11 @@
 
 #include <sodium.h>
 
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <string>
 #include <system_error>
 
 namespace secmsg {
-namespace {
-
-std::string octal_mode(mode_t m) {
-    char buf[8];
-    std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
-    return buf;
-}
-
-}  // namespace
 
 SecretBytes parse_psk_text(std::string_view text, const std::string& what_for) {
     if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
@@ -49,22 +38,7 @@ SecretBytes parse_psk_text(std::string_view text, const std::string& what_for) {
 }
 
 SecretBytes load_psk_file(const std::string& path) {
-    FileContents f;
-    try {
-        f = read_small_file(path, 4096);
-    } catch (const std::system_error& e) {
-        const int err = e.code().value();
-        if (err == EFBIG)
-            throw KeyFileError(KeyFileError::Kind::format,
-                               "PSK file " + path + ": not a secmsg PSK: far longer than 44 characters");
-        throw KeyFileError(err == ENOENT ? KeyFileError::Kind::missing : KeyFileError::Kind::unreadable,
-                           "PSK file " + path + ": " + e.what());
-    }
-    if ((f.mode & 077) != 0)
-        throw KeyFileError(KeyFileError::Kind::permissions,
-                           "PSK file " + path + " has mode " + octal_mode(f.mode) +
-                           ", readable or writable by others; it must be 0600 or stricter "
-                           "(chmod 600 " + path + ")");
+    const FileContents f = read_credential_file(path, CredentialKind::psk, 4096);
     return parse_psk_text({reinterpret_cast<const char*>(f.bytes.data()), f.bytes.size()},
                           "PSK file " + path);
 }

@@ -1,29 +1,21 @@
 // Pre-shared key files: base64 (with padding) of exactly 32 bytes, optionally
-// one trailing newline, and no group or other permission bits.
+// one trailing newline, and no group or other access.
 #pragma once
 
+#include "files.hpp"
 #include "secret.hpp"
 
-#include <stdexcept>
 #include <string>
 
 namespace secmsg {
 
 inline constexpr std::size_t psk_size = 32;
 
-class KeyFileError : public std::runtime_error {
-public:
-    enum class Kind { missing, unreadable, permissions, format, exists, io };
-    KeyFileError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
-    Kind kind() const { return kind_; }
-
-private:
-    Kind kind_;
-};
-
-// Reads and checks a PSK file.  Throws KeyFileError whose message names the
-// file and says what is wrong (and, for permissions, the mode it has and
-// the mode it must have).
+// Reads and checks a PSK file, without blocking, as read_credential_file
+// (files.hpp) does for CredentialKind::psk: a regular file owned by root or
+// this process's user, with no group or other access.  Throws KeyFileError
+// whose message names the file and says what is wrong (and, for
+// permissions and owner, how to fix it).
 SecretBytes load_psk_file(const std::string& path);
 
 // Decodes the text of a PSK file (no file checks).  Throws KeyFileError

@@ -78,13 +78,13 @@ int group_id(std::string_view name) {
     return 0;
 }
 
-// Reads a whole certificate or key file into wiped memory; throws TlsError
-// naming it.
-SecretBytes read_secret_file(const std::string& path, const char* what) {
+// Reads a whole certificate or key file into wiped memory, checked as
+// read_credential_file does for its kind; throws TlsError naming it.
+SecretBytes read_secret_file(const std::string& path, CredentialKind kind) {
     try {
-        return read_small_file(path, 1 << 20).bytes;
-    } catch (const std::system_error& e) {
-        throw TlsError(std::string(what) + ": " + e.what());
+        return read_credential_file(path, kind).bytes;
+    } catch (const KeyFileError& e) {
+        throw TlsError(e.what());
     }
 }
 
@@ -175,7 +175,7 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
         throw TlsError("this wolfSSL does not support the key exchange groups " + groups);
 
     {
-        auto cert = read_secret_file(o.cert_file, "certificate file");
+        auto cert = read_secret_file(o.cert_file, CredentialKind::certificate);
         if (wolfSSL_CTX_use_certificate_chain_buffer_format(
                 c, cert.data(), static_cast<long>(cert.size()), WOLFSSL_FILETYPE_PEM) !=
             WOLFSSL_SUCCESS)
@@ -183,7 +183,7 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
                            " holds no usable PEM certificate (ECDSA P-256 or Ed25519)");
     }
     {
-        auto key = read_secret_file(o.key_file, "private key file");
+        auto key = read_secret_file(o.key_file, CredentialKind::private_key);
         int rc = wolfSSL_CTX_use_PrivateKey_buffer(c, key.data(), static_cast<long>(key.size()),
                                                    WOLFSSL_FILETYPE_PEM);
         if (rc != WOLFSSL_SUCCESS)

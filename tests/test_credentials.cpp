@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -330,10 +331,10 @@ TEST_CASE("credentials: an independent X.509 parser sees the names, validity and
         " serialization.PublicFormat.SubjectPublicKeyInfo)\n"
         "now = datetime.datetime.utcnow()\n"
         "before = (now - c.not_valid_before).total_seconds()\n"
-        "years = (c.not_valid_after - c.not_valid_before).days / 365.25\n"
+        "days = (c.not_valid_after - c.not_valid_before).total_seconds() / 86400\n"
         "print(' '.join(names))\n"
         "print('sha256:' + base64.b64encode(hashlib.sha256(spki).digest()).decode())\n"
-        "print(int(3500 <= before <= 3700 and 9.9 < years < 10.1))\n";
+        "print(int(3500 <= before <= 3700 and days == 397))\n";
     const std::string script_file = t / "check.py";
     std::ofstream(script_file) << script;
     const std::string out = run("/usr/bin/python3 " + script_file + " " + r.cert_file);
@@ -345,4 +346,138 @@ TEST_CASE("credentials: an independent X.509 parser sees the names, validity and
     CHECK(names.ends_with("localhost 127.0.0.1 ::1"));
     CHECK(pin == r.pin);
     CHECK(validity == "1");
+}
+
+namespace {
+
+constexpr std::time_t day = 86400;
+
+// The expiry of a certificate file, as python3-cryptography reads it.
+std::time_t not_after_of(const TempDir& t, const std::string& cert)
+{
+    const std::string script = t / "not_after.py";
+    std::ofstream(script) << "import sys, calendar\n"
+                             "from cryptography import x509\n"
+                             "c = x509.load_pem_x509_certificate(open(sys.argv[1], 'rb').read())\n"
+                             "print(calendar.timegm(c.not_valid_after.timetuple()))\n";
+    return std::stoll(run("/usr/bin/python3 " + script + " " + cert));
+}
+
+}  // namespace
+
+TEST_CASE("credentials: a certificate made here is renewed for the same key when under 30 days remain")
+{
+    const std::time_t now = std::time(nullptr);
+    for (KeyType type : {KeyType::ecdsa_p256, KeyType::ed25519}) {
+        CAPTURE(static_cast<int>(type));
+        TempDir t;
+        // Made 380 days ago: 17 days left.
+        auto old = secmsg::init_credentials(t.path, type, now - 380 * day);
+        CHECK(old.not_after == now - 380 * day - 3600 + 397 * day);
+        CHECK(not_after_of(t, old.cert_file) == old.not_after);
+        const std::string key = slurp(old.key_file), cert = slurp(old.cert_file), psk = slurp(old.psk_file);
+
+        auto r = secmsg::init_credentials(t.path, type, now);
+        CHECK(r.created.empty());
+        CHECK(r.renewed_from == old.not_after);
+        CHECK(r.not_after == now - 3600 + 397 * day);
+        CHECK(not_after_of(t, r.cert_file) == r.not_after);
+        CHECK(slurp(r.cert_file) != cert);
+        CHECK(slurp(r.key_file) == key);
+        CHECK(slurp(r.psk_file) == psk);
+        CHECK(r.pin == old.pin);
+        CHECK(secmsg::pin_of_file(r.cert_file) == old.pin);
+        CHECK(mode_of(r.cert_file) == 0644);
+        const std::string text = secmsg::format_report(r);
+        CHECK(text.find("renewed " + r.cert_file) != std::string::npos);
+        CHECK(text.find("pin is unchanged") != std::string::npos);
+        CHECK(text.find("nothing created") == std::string::npos);
+        CHECK(client_accepts(r, "localhost"));  // the renewed certificate serves with the key
+
+        // Renewed once: the next start leaves it alone.
+        const std::string renewed = slurp(r.cert_file);
+        auto again = secmsg::init_credentials(t.path, type, now + day);
+        CHECK(again.renewed_from == 0);
+        CHECK(slurp(r.cert_file) == renewed);
+    }
+}
+
+TEST_CASE("credentials: a certificate with time left, or one not made here, is never renewed")
+{
+    const std::time_t now = std::time(nullptr);
+    TempDir t;
+    auto old = secmsg::init_credentials(t.path, KeyType::ecdsa_p256, now - 300 * day);  // 97 days left
+    const std::string cert = slurp(old.cert_file);
+    auto r = secmsg::init_credentials(t.path, KeyType::ecdsa_p256, now);
+    CHECK(r.renewed_from == 0);
+    CHECK(slurp(r.cert_file) == cert);
+    CHECK(secmsg::format_report(r).find("nothing created") != std::string::npos);
+
+    // An administrator's certificate for the same key, 10 days left, other names.
+    const std::string script = t / "admin.py";
+    std::ofstream(script)
+        << "import sys, datetime\n"
+           "from cryptography import x509\n"
+           "from cryptography.x509.oid import NameOID\n"
+           "from cryptography.hazmat.primitives import hashes, serialization\n"
+           "key = serialization.load_pem_private_key(open(sys.argv[1], 'rb').read(), None)\n"
+           "name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'admin.example')])\n"
+           "now = datetime.datetime.utcnow()\n"
+           "c = (x509.CertificateBuilder().subject_name(name).issuer_name(name)\n"
+           "     .public_key(key.public_key()).serial_number(x509.random_serial_number())\n"
+           "     .not_valid_before(now - datetime.timedelta(days=1))\n"
+           "     .not_valid_after(now + datetime.timedelta(days=10)).sign(key, hashes.SHA256()))\n"
+           "open(sys.argv[2], 'wb').write(c.public_bytes(serialization.Encoding.PEM))\n";
+    run("/usr/bin/python3 " + script + " " + r.key_file + " " + r.cert_file);
+    const std::string admin = slurp(r.cert_file);
+    auto kept = secmsg::init_credentials(t.path, KeyType::ecdsa_p256, now);
+    CHECK(kept.renewed_from == 0);
+    CHECK(slurp(r.cert_file) == admin);
+    CHECK(kept.pin == old.pin);
+}
+
+TEST_CASE("credentials: a certificate due for renewal that belongs to another key is an error")
+{
+    const std::time_t now = std::time(nullptr);
+    TempDir a, b;
+    auto old = secmsg::init_credentials(a.path, KeyType::ecdsa_p256, now - 380 * day);
+    auto other = secmsg::init_credentials(b.path);
+    const std::string cert = slurp(old.cert_file);
+    fs::copy_file(other.key_file, old.key_file, fs::copy_options::overwrite_existing);
+    CHECK_THROWS_WITH_AS(secmsg::init_credentials(a.path, KeyType::ecdsa_p256, now),
+                         doctest::Contains("renewing it would change the pin"), std::runtime_error);
+    CHECK(slurp(old.cert_file) == cert);
+}
+
+TEST_CASE("credentials: refused in a directory others can write or that another user owns")
+{
+    TempDir t;
+    ::chmod(t.path.c_str(), 01777);  // like /tmp
+    CHECK_THROWS_WITH_AS(secmsg::init_credentials(t.path),
+                         doctest::Contains("mode 1777, writable by others"), secmsg::KeyFileError);
+    CHECK(std::distance(fs::directory_iterator(t.path), fs::directory_iterator()) == 0);
+    ::chmod(t.path.c_str(), 0700);
+    if (::geteuid() != 0) return;
+    REQUIRE(::chown(t.path.c_str(), 65534, 65534) == 0);
+    const std::string fix = "chown root " + t.path;
+    CHECK_THROWS_WITH_AS(secmsg::init_credentials(t.path), doctest::Contains(fix.c_str()), secmsg::KeyFileError);
+}
+
+TEST_CASE("credentials: the server refuses a key others can read and accepts a public certificate")
+{
+    TempDir t;
+    auto r = secmsg::init_credentials(t.path);
+    secmsg::tls::ServerOptions so;
+    so.cert_file = r.cert_file;
+    so.key_file = r.key_file;
+    CHECK(mode_of(r.cert_file) == 0644);
+    CHECK_NOTHROW(secmsg::tls::make_server_context(so));
+    ::chmod(r.key_file.c_str(), 0644);
+    const std::string fix = "chmod 600 " + r.key_file;
+    CHECK_THROWS_WITH_AS(secmsg::tls::make_server_context(so), doctest::Contains(fix.c_str()),
+                         secmsg::tls::TlsError);
+    // And --init-credentials, reading that key back to certify it, refuses it too.
+    fs::remove(r.cert_file);
+    CHECK_THROWS_AS(secmsg::init_credentials(t.path), secmsg::KeyFileError);
+    CHECK_FALSE(fs::exists(r.cert_file));
 }

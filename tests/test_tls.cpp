@@ -32,7 +32,7 @@ struct CertDir {
         char tmpl[] = "/tmp/secmsg-tls-test-XXXXXX";
         dir = ::mkdtemp(tmpl);
         const char* py = R"PY(
-import sys, datetime
+import sys, datetime, os
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from cryptography.hazmat.primitives import hashes, serialization
@@ -51,9 +51,11 @@ def make(name, key, algo):
     open(d + "/" + name + ".key", "wb").write(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
+    os.chmod(d + "/" + name + ".key", 0o600)  # secmsgd refuses a key others can read
 make("ecdsa", ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
 make("ed25519", ed25519.Ed25519PrivateKey.generate(), None)
 make("other", ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+os.chmod(sys.argv[0], 0o600)  # this script is also the test's "not a key" key file
 )PY";
         std::ofstream(dir / "gen.py") << py;
         std::string cmd = "/usr/bin/python3 " + (dir / "gen.py").string() + " " + dir.string();
