@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
 """Fetch the source of Debian's `wolfssl` source package into a cache.
 
-Usage: fetch_source.py CACHE_DIR
+Usage: fetch_source.py CACHE_DIR SUITE
 
 Uses `apt-get source` with a private sources list, state and cache inside
 CACHE_DIR: nothing of the machine's apt configuration is changed.  The
 `deb-src` entries are made from the machine's own `deb` entries
 (/etc/apt/sources.list, /etc/apt/sources.list.d/*.list and the deb822
-/etc/apt/sources.list.d/*.sources), so the source is the one for the release
-the machine runs, with Debian's patches applied by dpkg-source; then
-`autoreconf -fi` makes its configure script, as Debian's build does.
+/etc/apt/sources.list.d/*.sources).  SUITE is a Debian codename (bookworm,
+trixie, sid):
+  - the release the machine runs (VERSION_CODENAME in /etc/os-release): the
+    entries are taken as they are;
+  - another one: only the entries for the machine's release are kept (its
+    mirror, keyring and components), their suites renamed: CODENAME becomes
+    SUITE and CODENAME-updates / -security become SUITE-updates / -security
+    (sid has neither, so they are dropped for it).
+apt-get then picks the newest `wolfssl` source among them, and dpkg-source
+applies Debian's patches; `autoreconf -fi` makes its configure script, as
+Debian's build does.
 
-When CACHE_DIR already holds an unpacked source, nothing is fetched: the
-cache is kept until the build directory is wiped (or CACHE_DIR removed), and
-a new build directory fetches Debian's current source.
+When CACHE_DIR already holds an unpacked source for SUITE, nothing is
+fetched: the cache is kept until the build directory is wiped (or CACHE_DIR
+removed), and a new build directory fetches Debian's current source.  Another
+SUITE replaces the cached source.
 
-Prints two lines on success:  srcdir=ABSOLUTE_PATH  and  version=DEBIAN_VERSION.
-On failure prints one reason on stderr and exits 1.
+Prints three lines on success:  srcdir=ABSOLUTE_PATH, version=DEBIAN_VERSION
+and suite=SUITE.  On failure prints one reason on stderr and exits 1.
 """
 
 import getpass
@@ -28,7 +37,7 @@ import subprocess
 import sys
 
 PACKAGE = 'wolfssl'
-READY = 'READY'  # marker file in CACHE_DIR/src: "<dirname> <version>"
+READY = 'READY'  # marker file in CACHE_DIR/src: "<dirname> <version> <suite>"
 
 
 class FetchError(Exception):
@@ -52,8 +61,44 @@ def deb822_stanzas(text):
     return stanzas
 
 
-def deb822_to_src(text):
-    """deb822 stanzas with Types: deb, rewritten as Types: deb-src."""
+def machine_codename():
+    """The codename of the Debian release the machine runs ('' if unknown)."""
+    try:
+        with open('/etc/os-release', encoding='utf-8') as f:
+            for line in f:
+                key, _, value = line.strip().partition('=')
+                if key == 'VERSION_CODENAME':
+                    return value.strip('"\'')
+    except OSError:
+        pass
+    return ''
+
+
+class SuiteMap:
+    """Renames the machine's suites to the wanted release's.
+
+    With `wanted` equal to the machine's codename (or no codename known)
+    every suite is kept as it is.  Otherwise CODENAME and CODENAME-POCKET
+    become WANTED and WANTED-POCKET; sid keeps no pocket; any other suite
+    (a third-party repository for the machine's release) is dropped."""
+
+    def __init__(self, machine, wanted):
+        self.machine, self.wanted = machine, wanted
+        self.identity = not machine or machine == wanted
+
+    def __call__(self, suite):
+        if self.identity:
+            return suite
+        if suite == self.machine:
+            return self.wanted
+        if suite.startswith(self.machine + '-') and self.wanted not in ('sid', 'unstable'):
+            return self.wanted + suite[len(self.machine):]
+        return None
+
+
+def deb822_to_src(text, suites):
+    """deb822 stanzas with Types: deb, rewritten as Types: deb-src, their
+    Suites renamed by `suites` (a stanza left with none is dropped)."""
     out = []
     for stanza in deb822_stanzas(text):
         fields = {}
@@ -65,42 +110,55 @@ def deb822_to_src(text):
             continue
         if fields.get('enabled', 'yes').lower() in ('no', 'false', '0'):
             continue
+        renamed = [r for r in (suites(x) for x in fields.get('suites', '').split()) if r]
+        if not renamed:
+            continue
         lines = []
         for line in stanza:
             if re.match(r'Types\s*:', line, re.IGNORECASE):
                 lines.append('Types: deb-src')
+            elif re.match(r'Suites\s*:', line, re.IGNORECASE):
+                lines.append('Suites: ' + ' '.join(dict.fromkeys(renamed)))
             else:
                 lines.append(line)
         out.append('\n'.join(lines))
     return out
 
 
-def oneline_to_src(text):
-    """One-line `deb` entries rewritten as `deb-src`."""
+def oneline_to_src(text, suites):
+    """One-line `deb` entries rewritten as `deb-src`, their suite renamed by
+    `suites` (an entry whose suite it drops is dropped)."""
     out = []
     for line in text.splitlines():
         line = line.strip()
         if line.startswith('#'):
             continue
         line = re.sub(r'\s#.*$', '', line)  # a trailing comment
-        if re.match(r'deb\s', line):
-            out.append('deb-src' + line[3:])
+        # deb [OPTIONS] URI SUITE COMPONENT...
+        m = re.match(r'deb\s+(\[[^\]]*\]\s+)?(\S+)\s+(\S+)(.*)$', line)
+        if not m:
+            continue
+        suite = suites(m.group(3))
+        if suite:
+            out.append(f'deb-src {m.group(1) or ""}{m.group(2)} {suite}{m.group(4)}')
     return out
 
 
-def write_private_sources(apt_dir):
-    """Writes the private sources list; returns how many entries it has."""
+def write_private_sources(apt_dir, wanted):
+    """Writes the private sources list for suite `wanted`; returns how many
+    entries it has."""
+    suites = SuiteMap(machine_codename(), wanted)
     oneline, stanzas = [], []
     main = '/etc/apt/sources.list'
     if os.path.isfile(main):
         with open(main, encoding='utf-8', errors='replace') as f:
-            oneline += oneline_to_src(f.read())
+            oneline += oneline_to_src(f.read(), suites)
     for path in sorted(glob.glob('/etc/apt/sources.list.d/*.list')):
         with open(path, encoding='utf-8', errors='replace') as f:
-            oneline += oneline_to_src(f.read())
+            oneline += oneline_to_src(f.read(), suites)
     for path in sorted(glob.glob('/etc/apt/sources.list.d/*.sources')):
         with open(path, encoding='utf-8', errors='replace') as f:
-            stanzas += deb822_to_src(f.read())
+            stanzas += deb822_to_src(f.read(), suites)
     parts = os.path.join(apt_dir, 'sources.list.d')
     os.makedirs(parts, exist_ok=True)
     for old in glob.glob(os.path.join(parts, '*')):
@@ -147,21 +205,26 @@ def tail(text, n=8):
     return '\n  '.join(lines[-n:])
 
 
-def cached(src_root):
+def cached(src_root, suite):
     try:
         with open(os.path.join(src_root, READY), encoding='utf-8') as f:
-            name, version = f.read().split()
-    except (OSError, ValueError):
+            fields = f.read().split()
+    except OSError:
         return None
+    if len(fields) == 2:  # written before suites were chosen: the machine's own
+        fields.append(machine_codename())
+    if len(fields) != 3 or fields[2] != suite:
+        return None
+    name, version = fields[0], fields[1]
     path = os.path.join(src_root, name)
     if os.path.isfile(os.path.join(path, 'configure')):
         return path, version
     return None
 
 
-def fetch(cache_dir):
+def fetch(cache_dir, suite):
     src_root = os.path.join(cache_dir, 'src')
-    hit = cached(src_root)
+    hit = cached(src_root, suite)
     if hit:
         return hit
 
@@ -172,9 +235,11 @@ def fetch(cache_dir):
 
     apt_dir = os.path.join(cache_dir, 'apt')
     os.makedirs(apt_dir, exist_ok=True)
-    if write_private_sources(apt_dir) == 0:
-        raise FetchError('no `deb` entry found in /etc/apt/sources.list or '
-                         '/etc/apt/sources.list.d/ to derive a `deb-src` entry from')
+    if write_private_sources(apt_dir, suite) == 0:
+        codename = machine_codename() or 'unknown'
+        raise FetchError(f'no `deb` entry for the machine\'s release ({codename}) found in '
+                         '/etc/apt/sources.list or /etc/apt/sources.list.d/ to derive a '
+                         f'`deb-src` entry for {suite} from')
     opts = apt_options(apt_dir)
 
     rc, out = run(['apt-get', '-q'] + opts + ['update'])
@@ -194,7 +259,7 @@ def fetch(cache_dir):
             raise FetchError('downloading the Debian archive\'s source indexes failed '
                              '(is the archive reachable from here?):\n  '
                              + '\n  '.join(update_errors[:6]) + '\n  then: ' + tail(out, 1))
-        raise FetchError(f'`apt-get source {PACKAGE}` failed:\n  {tail(out)}')
+        raise FetchError(f'`apt-get source {PACKAGE}` ({suite}) failed:\n  {tail(out)}')
 
     dirs = [d for d in os.listdir(tmp)
             if os.path.isfile(os.path.join(tmp, d, 'configure.ac'))]
@@ -209,7 +274,7 @@ def fetch(cache_dir):
         shutil.rmtree(tmp, ignore_errors=True)
         raise FetchError(f'`autoreconf -fi` failed in the wolfssl source:\n  {tail(out)}')
     with open(os.path.join(tmp, READY), 'w', encoding='utf-8') as f:
-        f.write(f'{dirs[0]} {version}\n')
+        f.write(f'{dirs[0]} {version} {suite}\n')
 
     shutil.rmtree(src_root, ignore_errors=True)
     os.rename(tmp, src_root)
@@ -217,12 +282,12 @@ def fetch(cache_dir):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 3 or not re.fullmatch(r'[a-z][a-z0-9-]*', sys.argv[2]):
         print(__doc__, file=sys.stderr)
         return 2
-    cache_dir = os.path.abspath(sys.argv[1])
+    cache_dir, suite = os.path.abspath(sys.argv[1]), sys.argv[2]
     try:
-        srcdir, version = fetch(cache_dir)
+        srcdir, version = fetch(cache_dir, suite)
     except FetchError as e:
         print(e, file=sys.stderr)
         return 1
@@ -231,6 +296,7 @@ def main():
         return 1
     print(f'srcdir={srcdir}')
     print(f'version={version}')
+    print(f'suite={suite}')
     return 0
 
 
