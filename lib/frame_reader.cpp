@@ -4,8 +4,17 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 namespace secmsg {
+
+namespace {
+// The smallest buffer allocated: a few small frames, so that dribbled input
+// does not reallocate for every byte.
+constexpr std::size_t min_capacity = 256;
+constexpr std::size_t idle_capacity = 4096;  // kept by shrink() when idle
+constexpr std::size_t no_limit = std::numeric_limits<std::size_t>::max();
+}  // namespace
 
 FrameReader::FrameReader(std::size_t max_payload) : max_payload_(max_payload) {}
 
@@ -17,25 +26,41 @@ ProtoError FrameReader::judge(std::uint32_t length) const {
 
 void FrameReader::feed(std::span<const std::uint8_t> in) { in_ = in; }
 
-// Makes buf_ able to hold n bytes from begin_, moving what it holds to the
-// front first when that is enough.
-void FrameReader::make_room(std::size_t n) {
-    if (buf_.size() >= begin_ + n) return;
-    if (begin_ > 0) {
-        std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+// Moves what buf_ holds into a new buffer of `cap` bytes (not zero-filled).
+void FrameReader::reallocate(std::size_t cap) {
+    const auto held = end_ - begin_;
+    auto fresh = std::make_unique_for_overwrite<std::uint8_t[]>(cap);
+    if (held > 0) std::memcpy(fresh.get(), buf_.get() + begin_, held);
+    buf_ = std::move(fresh);
+    cap_ = cap;
+    begin_ = 0;
+    end_ = held;
+}
+
+// Makes buf_ able to hold n bytes from begin_: moves what it holds to the
+// front when that is enough, else grows it geometrically, to at most
+// max(2 * n, min_capacity) and never past `limit` (>= n), the most the data
+// at hand can need (the whole frame, once its length is known).
+void FrameReader::make_room(std::size_t n, std::size_t limit) {
+    if (cap_ - begin_ >= n) return;
+    if (cap_ >= n) {
+        std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
         end_ -= begin_;
         begin_ = 0;
+        return;
     }
-    if (buf_.size() < n) buf_.resize(n);
+    auto cap = std::max({n, 2 * cap_, min_capacity});
+    reallocate(std::min(cap, std::max(n, limit)));
 }
 
 // Copies from the input until buf_ holds n bytes from begin_; false when
-// the input ran out first.
-bool FrameReader::top_up(std::size_t n) {
-    if (end_ - begin_ >= n) return true;
-    make_room(n);
-    const auto k = std::min(n - (end_ - begin_), in_.size());
-    if (k > 0) std::memcpy(buf_.data() + end_, in_.data(), k);
+// the input ran out first.  Memory grows only with the bytes copied.
+bool FrameReader::top_up(std::size_t n, std::size_t limit) {
+    const auto held = end_ - begin_;
+    if (held >= n) return true;
+    const auto k = std::min(n - held, in_.size());
+    make_room(held + k, limit);
+    if (k > 0) std::memcpy(buf_.get() + end_, in_.data(), k);
     end_ += k;
     in_ = in_.subspan(k);
     return end_ - begin_ >= n;
@@ -48,13 +73,16 @@ FrameReader::Next FrameReader::next() {
     if (error_ != ProtoError::ok) return {Next::Kind::error, {}, error_};
 
     if (end_ > begin_) {  // finish what buf_ holds first
-        if (!top_up(length_field_size)) return {Next::Kind::need_more, {}};
-        const auto length = load_be32(buf_.data() + begin_);
+        // Every valid frame has at least min_length bytes after the prefix.
+        if (!top_up(length_field_size, length_field_size + min_length))
+            return {Next::Kind::need_more, {}};
+        const auto length = load_be32(buf_.get() + begin_);
         if (auto e = judge(length); e != ProtoError::ok) return fail(e);
         const auto total = length_field_size + length;
-        if (!top_up(total)) return {Next::Kind::need_more, {}};
-        auto frame = std::span<const std::uint8_t>(buf_).subspan(begin_, total);
+        if (!top_up(total, total)) return {Next::Kind::need_more, {}};
+        auto frame = std::span<const std::uint8_t>(buf_.get() + begin_, total);
         begin_ += total;
+        if (begin_ == end_) begin_ = end_ = 0;  // the frame's bytes stay where they are
         return {Next::Kind::frame, frame};
     }
 
@@ -82,22 +110,50 @@ void FrameReader::retain() {
     if (in_.empty()) return;
     if (begin_ == end_) begin_ = end_ = 0;
     const auto n = in_.size();
-    make_room(end_ - begin_ + n);
-    std::memcpy(buf_.data() + end_, in_.data(), n);
+    const auto need = end_ - begin_ + n;
+    // Part of one frame: never more than that frame; several: geometric.
+    const auto total = first_frame_total();
+    make_room(need, total >= need ? total : no_limit);
+    std::memcpy(buf_.get() + end_, in_.data(), n);
     end_ += n;
     in_ = {};
 }
 
 bool FrameReader::has_buffered() const { return end_ > begin_ || !in_.empty(); }
 
+// The size of the first frame held (buf_, then in_), length field
+// included; 0 when its length prefix is incomplete or invalid.
+std::size_t FrameReader::first_frame_total() const {
+    const auto held = end_ - begin_;
+    if (held + in_.size() < length_field_size) return 0;
+    std::uint8_t head[length_field_size];  // may straddle buf_ and in_
+    for (std::size_t i = 0; i < length_field_size; ++i)
+        head[i] = i < held ? buf_[begin_ + i] : in_[i - held];
+    const auto length = load_be32(head);
+    if (judge(length) != ProtoError::ok) return 0;
+    return length_field_size + length;
+}
+
+bool FrameReader::mid_frame() const {
+    if (error_ != ProtoError::ok) return false;
+    const auto all = end_ - begin_ + in_.size();
+    if (all == 0) return false;
+    if (all < length_field_size) return true;
+    const auto total = first_frame_total();
+    return total != 0 && all < total;  // an invalid length awaits nothing: next() fails
+}
+
 void FrameReader::shrink() {
-    if (begin_ == end_) {
+    const auto held = end_ - begin_;
+    if (held == 0) {
         begin_ = end_ = 0;
-        if (buf_.size() > 4096) {
-            buf_.clear();
-            buf_.shrink_to_fit();
+        if (cap_ > idle_capacity) {
+            buf_.reset();
+            cap_ = 0;
         }
+        return;
     }
+    if (cap_ > idle_capacity && cap_ / 4 > held) reallocate(std::max(2 * held, min_capacity));
 }
 
 }  // namespace secmsg

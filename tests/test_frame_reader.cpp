@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 
 using namespace secmsg;
@@ -27,10 +28,14 @@ std::vector<std::uint8_t> stream_of(int n, std::vector<std::vector<std::uint8_t>
     return all;
 }
 
-// Feeds `all` in the given chunk sizes; returns the frames read.
+// Feeds `all` in the given chunk sizes; returns the frames read.  After
+// every chunk the reader's memory is bounded by what it holds (twice that,
+// or 256 bytes) or by the largest frame so far (its buffer, reused).
 std::vector<std::vector<std::uint8_t>> read_chunked(const std::vector<std::uint8_t>& all,
-                                                    const std::vector<std::size_t>& chunks) {
-    FrameReader r;
+                                                    const std::vector<std::size_t>& chunks,
+                                                    std::size_t max_payload = default_max_payload) {
+    FrameReader r(max_payload);
+    std::size_t largest = 0;
     std::vector<std::vector<std::uint8_t>> got;
     std::size_t at = 0;
     for (auto c : chunks) {
@@ -45,7 +50,9 @@ std::vector<std::vector<std::uint8_t>> read_chunked(const std::vector<std::uint8
             if (n.kind == FrameReader::Next::Kind::need_more) break;
             REQUIRE(n.kind == FrameReader::Next::Kind::frame);
             got.emplace_back(n.frame.begin(), n.frame.end());
+            largest = std::max(largest, n.frame.size());
         }
+        REQUIRE(r.capacity() <= std::max({2 * r.buffered(), std::size_t{256}, largest}));
         std::fill(chunk.begin(), chunk.end(), 0xEE);
     }
     CHECK_FALSE(r.has_buffered());
@@ -150,4 +157,133 @@ TEST_CASE("a valid frame after bytes that announce too much is never waited for"
     store_be(head.data(), 58 + 16 * 0x00FFFFFFu, 4);
     r.feed(head);
     CHECK(r.next().error == ProtoError::too_large);
+}
+
+namespace {
+
+// One sealed frame with a payload of n bytes.
+std::vector<std::uint8_t> frame_of_size(std::size_t n) {
+    static const std::vector<std::uint8_t> psk(32, 9);
+    static FrameKeys keys(psk);
+    std::vector<std::uint8_t> payload(n);
+    for (std::size_t i = 0; i < n; ++i) payload[i] = static_cast<std::uint8_t>(i * 31 + 7);
+    std::vector<std::uint8_t> f;
+    seal_frame(keys, FrameType::msg, 0, payload, f);
+    return f;
+}
+
+}  // namespace
+
+TEST_CASE("a maximum length prefix and one byte cost a few hundred bytes, not the frame") {
+    for (std::size_t maxp : {default_max_payload, max_max_payload}) {
+        CAPTURE(maxp);
+        FrameReader r(maxp);
+        CHECK_FALSE(r.mid_frame());
+        std::uint8_t head[5] = {};
+        store_be(head, max_length_for(maxp), 4);
+        r.feed({head, 4});
+        REQUIRE(r.next().kind == FrameReader::Next::Kind::need_more);
+        CHECK(r.mid_frame());
+        r.feed({head + 4, 1});  // a later TLS record
+        REQUIRE(r.next().kind == FrameReader::Next::Kind::need_more);
+        CHECK(r.buffered() == 5);
+        CHECK(r.capacity() <= 256);
+        CHECK(r.mid_frame());
+        // Another 1000 bytes: the buffer follows them (at most twice what is held).
+        std::vector<std::uint8_t> more(1000, 0x55);
+        r.feed(more);
+        REQUIRE(r.next().kind == FrameReader::Next::Kind::need_more);
+        CHECK(r.buffered() == 1005);
+        CHECK(r.capacity() <= 2 * 1005);
+        CHECK(r.mid_frame());
+    }
+}
+
+TEST_CASE("a large frame dribbled one byte at a time: memory follows the bytes, the frame is whole") {
+    const auto f = frame_of_size(default_max_payload);
+    FrameReader r;
+    std::size_t reallocations = 0, last_cap = 0;
+    for (std::size_t i = 0; i + 1 < f.size(); ++i) {
+        std::uint8_t byte = f[i];
+        r.feed({&byte, 1});
+        REQUIRE(r.next().kind == FrameReader::Next::Kind::need_more);
+        REQUIRE(r.buffered() == i + 1);
+        REQUIRE(r.capacity() <= std::max<std::size_t>(2 * (i + 1), 256));
+        REQUIRE(r.mid_frame());
+        if (r.capacity() != last_cap) ++reallocations;
+        last_cap = r.capacity();
+    }
+    CHECK(reallocations < 20);  // geometric: O(n) bytes copied in all
+    std::uint8_t last = f.back();
+    r.feed({&last, 1});
+    auto n = r.next();
+    REQUIRE(n.kind == FrameReader::Next::Kind::frame);
+    CHECK(std::vector<std::uint8_t>(n.frame.begin(), n.frame.end()) == f);
+    CHECK(r.capacity() <= f.size());  // never past the frame
+    CHECK_FALSE(r.mid_frame());
+    CHECK(r.next().kind == FrameReader::Next::Kind::need_more);
+    CHECK_FALSE(r.has_buffered());
+    r.shrink();
+    CHECK(r.capacity() == 0);
+}
+
+TEST_CASE("a 16 MiB frame in TLS-record-sized pieces reassembles, then a small one") {
+    const auto big = frame_of_size(max_max_payload);
+    const auto small = frame_of_size(10);
+    std::vector<std::uint8_t> all = big;
+    all.insert(all.end(), small.begin(), small.end());
+    std::vector<std::size_t> chunks(all.size() / 16384, 16384);
+    chunks.push_back(all.size() % 16384);
+    auto got = read_chunked(all, chunks, max_max_payload);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0] == big);
+    CHECK(got[1] == small);
+}
+
+TEST_CASE("mid_frame: from a frame's first byte to its last; shrink keeps a partial frame") {
+    const auto f = frame_of_size(20000);
+    FrameReader r;
+    CHECK_FALSE(r.mid_frame());
+    r.feed({f.data(), 2});  // not even the whole length prefix
+    REQUIRE(r.next().kind == FrameReader::Next::Kind::need_more);
+    CHECK(r.mid_frame());
+    r.feed({f.data() + 2, f.size() - 3});
+    REQUIRE(r.next().kind == FrameReader::Next::Kind::need_more);
+    CHECK(r.mid_frame());
+    CHECK(r.buffered() == f.size() - 1);
+    // shrink() never drops held bytes; a buffer much larger than them goes.
+    const auto cap = r.capacity();
+    r.shrink();
+    CHECK(r.capacity() == cap);
+    r.feed({&f.back(), 1});
+    auto n = r.next();
+    REQUIRE(n.kind == FrameReader::Next::Kind::frame);
+    CHECK(std::vector<std::uint8_t>(n.frame.begin(), n.frame.end()) == f);
+    CHECK_FALSE(r.mid_frame());
+
+    // A large buffer holding a small partial frame shrinks to fit it.
+    r.feed({f.data(), 100});
+    REQUIRE(r.next().kind == FrameReader::Next::Kind::need_more);
+    CHECK(r.capacity() >= f.size() - 1);  // the buffer is reused
+    r.shrink();
+    CHECK(r.capacity() <= 256);
+    r.feed({f.data() + 100, f.size() - 100});
+    n = r.next();
+    REQUIRE(n.kind == FrameReader::Next::Kind::frame);
+    CHECK(std::vector<std::uint8_t>(n.frame.begin(), n.frame.end()) == f);
+
+    // Whole frames waiting (retained under backpressure) are not "mid frame";
+    // a broken stream is not either.
+    std::vector<std::uint8_t> two = f;
+    two.insert(two.end(), f.begin(), f.end());
+    r.feed(two);
+    REQUIRE(r.next().kind == FrameReader::Next::Kind::frame);
+    r.retain();
+    CHECK(r.has_buffered());
+    CHECK_FALSE(r.mid_frame());
+    REQUIRE(r.next().kind == FrameReader::Next::Kind::frame);
+    std::uint8_t bad[4] = {0, 0, 0, 1};
+    r.feed(bad);
+    CHECK(r.next().kind == FrameReader::Next::Kind::error);
+    CHECK_FALSE(r.mid_frame());
 }
