@@ -1,6 +1,9 @@
 // bench-crypto: what the wolfSSL this binary is linked with costs, for the
 // figures that matter to secmsgd: heap held by an idle server session, the
-// record ciphers, the frame MAC, and the handshake's public-key operations.
+// record ciphers, the frame MAC and SHA-256, the handshake's public-key
+// operations, and the crypto floor: what the cryptography alone costs per
+// message (the project's own open_frame, sha256, seal_frame) and per
+// handshake (sum of its operations), before any I/O or TLS record layer.
 //
 //   bench-crypto                 prints a table for this build
 //   bench-crypto --tsv           the same figures, one "key<TAB>value" a line
@@ -23,12 +26,16 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/ed25519.h>
 #include <wolfssl/wolfcrypt/hmac.h>
+#include <wolfssl/wolfcrypt/kdf.h>
 #include <wolfssl/wolfcrypt/memory.h>
 #include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "build_info.hpp"
 #include "credentials.hpp"
+#include "payload.hpp"
 #include "protocol.hpp"
+#include "seal.hpp"
 #include "tls.hpp"
 
 #include <sys/socket.h>
@@ -207,6 +214,59 @@ double rate(const std::function<void()>& op, double seconds = 0.4) {
 
 constexpr std::size_t chunk = 16384;  // one full TLS record
 
+// Microseconds of cryptography secmsgd spends on one message of `size`
+// bytes, with the project's own code: open the MSG frame (HMAC-SHA-256
+// verify, AES-256-CBC decrypt), SHA-256 of the message for the ACK, build
+// and seal the ACK (AES-256-CBC encrypt, HMAC-SHA-256).
+double message_floor(std::size_t size) {
+    std::array<std::uint8_t, 32> psk{};
+    psk.fill(0x17);
+    const secmsg::FrameKeys keys(psk);
+    const std::vector<std::uint8_t> message(size, 'm');
+    std::vector<std::uint8_t> frame, scratch, ack, out;
+    secmsg::seal_frame(keys, secmsg::FrameType::msg, 7, message, frame);
+    return 1e6 / rate([&] {
+        auto o = secmsg::open_frame(keys, secmsg::Role::server, 7, secmsg::max_max_payload, frame, scratch);
+        if (o.error != secmsg::ProtoError::ok) die("open_frame failed");
+        const secmsg::Digest d = secmsg::sha256(o.plaintext);
+        ack.clear();
+        secmsg::build_ack(o.seq, d, "recorded id=0123456789abcdef0123-7", ack);
+        out.clear();
+        secmsg::seal_frame(keys, secmsg::FrameType::ack, 7, ack, out);
+    });
+}
+
+// A TLS 1.3 full handshake's key schedule (RFC 8446 7.1, no PSK) with
+// SHA-256, as one side computes it: 3 HKDF-Extract (early, handshake,
+// master secret), 19 HKDF-Expand-Label (2 "derived", 2 handshake and 2
+// application traffic secrets, exporter and resumption master secrets,
+// key and IV for each of 4 traffic secrets, 2 finished keys, 1 ticket
+// PSK), 2 Finished HMACs and a 2 KiB transcript hashed.  A lower bound:
+// wolfSSL also hashes the transcript at each step.
+void tls13_key_schedule() {
+    static const byte protocol[] = "tls13 ";
+    static const byte label[] = "c hs traffic";
+    static std::array<byte, 2048> transcript{};
+    byte zeros[WC_SHA256_DIGEST_SIZE] = {}, ikm[32] = {7}, prk[WC_SHA256_DIGEST_SIZE],
+         hash[WC_SHA256_DIGEST_SIZE], okm[WC_SHA256_DIGEST_SIZE];
+    check(wc_Sha256Hash(transcript.data(), transcript.size(), hash), "wc_Sha256Hash");
+    for (int i = 0; i < 3; ++i)
+        check(wc_Tls13_HKDF_Extract(prk, zeros, sizeof zeros, i == 1 ? ikm : zeros, 32, WC_SHA256),
+              "wc_Tls13_HKDF_Extract");
+    for (int i = 0; i < 19; ++i)
+        check(wc_Tls13_HKDF_Expand_Label(okm, sizeof okm, prk, sizeof prk, protocol, sizeof protocol - 1,
+                                         label, sizeof label - 1, hash, sizeof hash, WC_SHA256),
+              "wc_Tls13_HKDF_Expand_Label");
+    Hmac h;
+    check(wc_HmacInit(&h, nullptr, INVALID_DEVID), "wc_HmacInit");
+    for (int i = 0; i < 2; ++i) {
+        check(wc_HmacSetKey(&h, WC_SHA256, okm, sizeof okm), "wc_HmacSetKey");
+        check(wc_HmacUpdate(&h, hash, sizeof hash), "wc_HmacUpdate");
+        check(wc_HmacFinal(&h, okm), "wc_HmacFinal");
+    }
+    wc_HmacFree(&h);
+}
+
 struct Figures {
     std::vector<std::pair<std::string, double>> rows;
     void add(const std::string& k, double v) { rows.emplace_back(k, v); }
@@ -267,8 +327,20 @@ Figures measure() {
             check(wc_HmacUpdate(&h, in.data(), 64), "wc_HmacUpdate");
             check(wc_HmacFinal(&h, mac), "wc_HmacFinal");
         }));
+        f.add("hmac_sha256_16k", rate([&] {
+            check(wc_HmacSetKey(&h, WC_SHA256, key, sizeof key), "wc_HmacSetKey");
+            check(wc_HmacUpdate(&h, in.data(), chunk), "wc_HmacUpdate");
+            check(wc_HmacFinal(&h, mac), "wc_HmacFinal");
+        }) * chunk / 1e6);
         wc_HmacFree(&h);
+        byte digest[WC_SHA256_DIGEST_SIZE];
+        f.add("sha256_16k", rate([&] {
+            check(wc_Sha256Hash(in.data(), chunk, digest), "wc_Sha256Hash");
+        }) * chunk / 1e6);
     }
+    f.add("msg_floor_64", message_floor(64));
+    f.add("msg_floor_16k", message_floor(chunk));
+    f.add("tls13_key_schedule", 1e6 / rate(tls13_key_schedule));
 
     constexpr int peers = 32;  // a different peer key each time ("fresh peer")
     {
@@ -286,6 +358,12 @@ Figures measure() {
             word32 len = sizeof secret;
             check(wc_curve25519_shared_secret(&mine, &theirs[i++ % peers], secret, &len),
                   "wc_curve25519_shared_secret");
+        }));
+        f.add("x25519_keygen", rate([&] {
+            curve25519_key k;
+            check(wc_curve25519_init(&k), "wc_curve25519_init");
+            check(wc_curve25519_make_key(&rng, 32, &k), "wc_curve25519_make_key");
+            wc_curve25519_free(&k);
         }));
         wc_curve25519_free(&mine);
         for (auto& k : theirs) wc_curve25519_free(&k);
@@ -324,11 +402,18 @@ Figures measure() {
         wc_ed25519_free(&k);
     }
     wc_FreeRng(&rng);
+
+    // A server's full handshake: its CertificateVerify signature, its X25519
+    // key share and the shared secret, and the key schedule.
+    std::map<std::string, double> m(f.rows.begin(), f.rows.end());
+    const double kx = 1e6 / m["x25519_keygen"] + 1e6 / m["x25519"] + m["tls13_key_schedule"];
+    f.add("handshake_floor_ecdsa", 1e6 / m["ecdsa_p256_sign"] + kx);
+    f.add("handshake_floor_ed25519", 1e6 / m["ed25519_sign"] + kx);
     return f;
 }
 
 struct Row {
-    const char* key;
+    const char* key;  // nullptr: a heading
     const char* label;
     const char* unit;
     double scale;  // printed value = figure / scale
@@ -342,10 +427,19 @@ constexpr Row rows[] = {
     {"aes256_gcm", "AES-256-GCM encrypt, 16 KiB", "MB/s", 1, false},
     {"chacha20_poly1305", "ChaCha20-Poly1305 encrypt, 16 KiB", "MB/s", 1, false},
     {"hmac_sha256_64", "HMAC-SHA-256 of 64 B (key, update, final)", "us", 1, true},
+    {"hmac_sha256_16k", "HMAC-SHA-256 of 16 KiB (key, update, final)", "MB/s", 1, false},
+    {"sha256_16k", "SHA-256 of 16 KiB", "MB/s", 1, false},
     {"x25519", "X25519 shared secret, fresh peer", "k/s", 1000, false},
+    {"x25519_keygen", "X25519 key generation", "k/s", 1000, false},
     {"p256_ecdh", "P-256 ECDH shared secret, fresh peer", "k/s", 1000, false},
     {"ecdsa_p256_sign", "ECDSA P-256 sign", "k/s", 1000, false},
     {"ed25519_sign", "Ed25519 sign", "k/s", 1000, false},
+    {"tls13_key_schedule", "TLS 1.3 key schedule, SHA-256 (3 extract, 19 expand)", "us", 1, true},
+    {nullptr, "crypto floor: the cryptography alone, per operation", "", 1, true},
+    {"msg_floor_64", "message of 64 B: open MSG, SHA-256, seal ACK", "us", 1, true},
+    {"msg_floor_16k", "message of 16 KiB: open MSG, SHA-256, seal ACK", "us", 1, true},
+    {"handshake_floor_ecdsa", "handshake, ECDSA P-256 key: sign, X25519 x2, key schedule", "us", 1, true},
+    {"handshake_floor_ed25519", "handshake, Ed25519 key: sign, X25519 x2, key schedule", "us", 1, true},
 };
 
 std::map<std::string, double> run_other(const std::string& bin, std::string& description) {
@@ -421,8 +515,10 @@ int main(int argc, char** argv) {
     }
     if (against.empty()) {
         std::printf("%s\n\n%-62s %12s\n", me.c_str(), "figure", "value");
-        for (const Row& r : rows)
-            std::printf("%-62s %7.1f %-4s\n", r.label, mine[r.key] / r.scale, r.unit);
+        for (const Row& r : rows) {
+            if (!r.key) std::printf("\n%s\n", r.label);
+            else std::printf("%-62s %7.2f %-4s\n", r.label, mine[r.key] / r.scale, r.unit);
+        }
         return 0;
     }
     std::string theirs_desc;
@@ -430,8 +526,12 @@ int main(int argc, char** argv) {
     std::printf("A: %s\nB: %s\n\n%-62s %12s %12s %7s\n", me.c_str(), theirs_desc.c_str(), "figure",
                 "A", "B", "A/B");
     for (const Row& r : rows) {
+        if (!r.key) {
+            std::printf("\n%s\n", r.label);
+            continue;
+        }
         double a = mine[r.key], b = theirs[r.key];
-        std::printf("%-62s %7.1f %-4s %7.1f %-4s %6.2fx%s\n", r.label, a / r.scale, r.unit,
+        std::printf("%-62s %7.2f %-4s %7.2f %-4s %6.2fx%s\n", r.label, a / r.scale, r.unit,
                     b / r.scale, r.unit, b != 0 ? a / b : 0.0,
                     r.lower_is_better ? "  (lower is better)" : "");
     }
