@@ -1,0 +1,18 @@
+// Generated seed inputs for the frame and client targets: valid streams in
+// both modes, and the replay's mutations of them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace secmsg::fuzz {
+
+using Seed = std::pair<std::string, std::vector<std::uint8_t>>;  // name, bytes
+
+// Meaningful valid inputs (the committed corpus's gen-* files).
+std::vector<Seed> frames_seeds();
+std::vector<Seed> client_seeds();
+
+}  // namespace secmsg::fuzz
