@@ -4,6 +4,8 @@
 #include "log.hpp"
 #include "payload.hpp"
 
+#include <sodium.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <sys/epoll.h>
@@ -39,12 +41,22 @@ Connection::Connection(Shared& shared, Fd fd, tls::Session session, std::string 
       reader_(shared.limits.max_payload),
       timer_(shared.reactor, [this] { on_timer(); }),
       started_(Clock::now()),
-      last_activity_(started_) {}
+      last_activity_(started_) {
+    std::array<std::uint8_t, 16> r;
+    randombytes_buf(r.data(), r.size());
+    static constexpr char hex[] = "0123456789abcdef";
+    record_id_.reserve(32);
+    for (auto b : r) {
+        record_id_ += hex[b >> 4];
+        record_id_ += hex[b & 15];
+    }
+}
 
 // "conn ID peer ADDR:PORT", the start of every log line about this connection.
 std::string Connection::who() const { return "conn " + std::to_string(id_) + " peer " + peer_; }
 
 Connection::~Connection() {
+    shared_.recorder.forget(*this);
     if (fd_) shared_.reactor.remove(fd_.get());
 }
 
@@ -65,7 +77,7 @@ void Connection::step() {
         if (state_ == State::open || state_ == State::draining) {
             if (!flush()) return;
         }
-        if (state_ == State::draining && read_drained_ && !input_paused_) {
+        if (state_ == State::draining && read_drained_ && !input_stopped()) {
             // Everything the client had sent is answered: say goodbye.
             queue_error(ProtoError::shutting_down, no_seq, describe(ProtoError::shutting_down));
             enter_closing(CloseReason::server_shutdown);
@@ -102,7 +114,7 @@ void Connection::read_input() {
     reader_.feed({});
     read_drained_ = false;  // only a want-read in this call says the input is all in
     if (!process_frames()) return;
-    for (int budget = shared_.limits.reads_per_pass; !input_paused_; --budget) {
+    for (int budget = shared_.limits.reads_per_pass; !input_stopped(); --budget) {
         if (budget == 0) {
             shared_.reactor.revisit(this);
             return;
@@ -139,10 +151,21 @@ void Connection::read_input() {
 }
 
 // Handles whole frames until the reader needs more.  False when it stopped
-// early (output bound, frame budget, fatal error); any input not consumed
-// yet is then kept by the reader.
+// early (waiting for the recorder, output bound, frame budget, fatal
+// error); any input not consumed yet is then kept by the reader.
 bool Connection::process_frames() {
     for (int budget = shared_.limits.frames_per_pass;; --budget) {
+        if (record_wait_ != RecordWait::none) {
+            reader_.retain();
+            return false;
+        }
+        if (reader_.has_buffered() && !shared_.recorder.has_room(*this)) {
+            // The recorder calls record_room() when it has room again.
+            record_wait_ = RecordWait::room;
+            if (record_since_ == Clock::time_point{}) record_since_ = Clock::now();
+            reader_.retain();
+            return false;
+        }
         if (pending_output() >= shared_.limits.max_output) {
             reader_.retain();
             input_paused_ = true;
@@ -173,26 +196,59 @@ void Connection::handle_frame(std::span<const std::uint8_t> frame) {
     }
     ++frames_in_;
     const Digest digest = sha256(o.plaintext);
-    MessageInfo info{peer_, id_, o.seq, o.plaintext, &digest};
-    std::string why = shared_.recorder.record(info);
+    const std::string id = record_id_ + "-" + std::to_string(o.seq);
+    MessageInfo info{peer_, id_, id, o.seq, o.plaintext, &digest};
+    const auto since = record_since_ == Clock::time_point{} ? Clock::now() : record_since_;
+    record_since_ = {};
+    auto r = shared_.recorder.record(info, *this, since);
+    switch (r.status) {
+    case RecordResult::Status::recorded: answer_recorded(o.seq, digest); return;
+    case RecordResult::Status::not_recorded: answer_not_recorded(o.seq, r.reason); return;
+    case RecordResult::Status::queued:
+        // Input stays paused until record_done(): answers keep the MSG order.
+        record_wait_ = RecordWait::outcome;
+        queued_seq_ = o.seq;
+        queued_digest_ = digest;
+        return;
+    }
+}
+
+void Connection::answer_recorded(std::uint64_t seq, const Digest& digest) {
     auto& p = shared_.payload_buf;
     p.clear();
-    if (why.empty()) {
-        ++shared_.messages;
-        build_ack(o.seq, digest, "recorded", p);
-        channel_.seal(FrameType::ack, p, out_);
-    } else {
-        ++shared_.not_recorded;
-        if (!record_error_logged_) {  // once per connection; the summary counts them
-            log::error(who() + ": message seq " +
-                       std::to_string(o.seq) + " not recorded: " + why);
-            record_error_logged_ = true;
-        }
-        build_error(static_cast<std::uint16_t>(ProtoError::not_recorded), o.seq,
-                    "message not recorded (" + why + "); it may be resent", p);
-        channel_.seal(FrameType::error, p, out_);
-    }
+    build_ack(seq, digest, "recorded id=" + record_id_ + "-" + std::to_string(seq), p);
+    channel_.seal(FrameType::ack, p, out_);
     ++frames_out_;
+}
+
+void Connection::answer_not_recorded(std::uint64_t seq, const std::string& why) {
+    if (!record_error_logged_) {  // once per connection; the summary counts them
+        log::error(who() + ": message seq " + std::to_string(seq) + " not recorded: " + why);
+        record_error_logged_ = true;
+    }
+    ++not_recorded_;
+    auto& p = shared_.payload_buf;
+    p.clear();
+    build_error(static_cast<std::uint16_t>(ProtoError::not_recorded), seq,
+                "message not recorded (" + why + "); it may be resent", p);
+    channel_.seal(FrameType::error, p, out_);
+    ++frames_out_;
+}
+
+void Connection::record_done(const std::string& reason) {
+    if (record_wait_ != RecordWait::outcome || state_ == State::closed) return;
+    record_wait_ = RecordWait::none;
+    if (reason.empty())
+        answer_recorded(queued_seq_, queued_digest_);
+    else
+        answer_not_recorded(queued_seq_, reason);
+    shared_.reactor.revisit(this);
+}
+
+void Connection::record_room() {
+    if (record_wait_ != RecordWait::room || state_ == State::closed) return;
+    record_wait_ = RecordWait::none;
+    shared_.reactor.revisit(this);
 }
 
 void Connection::fatal(ProtoError e, std::uint64_t ref_seq) {
@@ -255,6 +311,7 @@ void Connection::enter_closing(CloseReason why) {
 }
 
 void Connection::do_closing() {
+    if (record_wait_ == RecordWait::outcome) return;  // its answer goes out first
     if (!flush()) return;
     if (pending_output() > 0) return;  // want-write: the next edge continues
     switch (tls_->shutdown()) {
@@ -324,6 +381,7 @@ void Connection::close_now(CloseReason why) {
         reason_ = why;
     state_ = State::closed;
     timer_.cancel();
+    shared_.recorder.forget(*this);
     shared_.reactor.forget(this);
     shared_.reactor.remove(fd_.get());
     tls_.reset();
@@ -336,7 +394,8 @@ void Connection::close_now(CloseReason why) {
               (tls_version_.empty() ? "-" : tls_version_ + " " + tls_cipher_) + ", in " +
               std::to_string(frames_in_) + " frames " + std::to_string(bytes_in_) + " bytes, out " +
               std::to_string(frames_out_) + " frames " + std::to_string(bytes_out_) +
-              " bytes, duration " + dur + ", reason " + describe(reason_));
+              " bytes, " + (not_recorded_ ? std::to_string(not_recorded_) + " not recorded, " : "") +
+              "duration " + dur + ", reason " + describe(reason_));
     if (shared_.on_closed) shared_.on_closed(id_);
 }
 

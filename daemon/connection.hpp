@@ -8,7 +8,11 @@
 //                     \____________________________/^
 //
 // handshaking: TLS handshake, bounded by the handshake timeout.
-// open:        frames in, each MSG recorded then ACKed (or ERROR 6).
+// open:        frames in, each MSG recorded then ACKed (or ERROR 6).  While
+//              the recorder has no room, or holds this connection's
+//              message queued (journald or stderr would block), input is
+//              paused: the recorder's callback resumes it.  Answers keep
+//              the order of the MSGs.
 // draining:    server shutting down: every MSG already received is still
 //              recorded and ACKed; at the first want-read, ERROR 7.
 // closing:     no more input; pending output flushed, then close_notify.
@@ -25,6 +29,7 @@
 #include "seal.hpp"
 #include "tls.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -63,7 +68,7 @@ struct Limits {
 
 // What every connection of a server shares: the loop, the recorder, the
 // limits, one receive buffer and one plaintext scratch buffer for the whole
-// loop, and the counters.
+// loop.
 struct Shared {
     Shared(Reactor& r, Recorder& rec, const Limits& l) : reactor(r), recorder(rec), limits(l) {}
     Reactor& reactor;
@@ -72,14 +77,12 @@ struct Shared {
     std::vector<std::uint8_t> rbuf = std::vector<std::uint8_t>(16384 + 512);
     std::vector<std::uint8_t> scratch;
     std::vector<std::uint8_t> payload_buf;
-    std::uint64_t messages = 0;      // recorded
-    std::uint64_t not_recorded = 0;  // answered with ERROR 6
     // Called (once) when a connection has closed its socket; the owner
     // destroys the connection, deferred to the end of the pass.
     std::function<void(std::uint64_t id)> on_closed;
 };
 
-class Connection : public Handler {
+class Connection : public Handler, public RecordClient {
 public:
     enum class State { handshaking, open, draining, closing, lingering, closed };
 
@@ -101,6 +104,10 @@ public:
     // Closes the socket now (shutdown bound passed).
     void abort(CloseReason why);
 
+    // RecordClient: the queued message's outcome; room to offer again.
+    void record_done(const std::string& reason) override;
+    void record_room() override;
+
     State state() const { return state_; }
     std::uint64_t id() const { return id_; }
 
@@ -110,6 +117,9 @@ private:
     void read_input();
     bool process_frames();
     void handle_frame(std::span<const std::uint8_t> frame);
+    void answer_recorded(std::uint64_t seq, const Digest& digest);
+    void answer_not_recorded(std::uint64_t seq, const std::string& why);
+    bool input_stopped() const { return input_paused_ || record_wait_ != RecordWait::none; }
     void fatal(ProtoError e, std::uint64_t ref_seq);
     void queue_error(ProtoError e, std::uint64_t ref_seq, std::string_view reason);
     bool flush();
@@ -132,6 +142,13 @@ private:
     FrameReader reader_;
     std::vector<std::uint8_t> out_;   // sealed frames not yet given to TLS
     std::vector<std::uint8_t> wbuf_;  // given to TLS, retried as-is after want-write
+    // What the connection waits for from the recorder, if anything.
+    enum class RecordWait { none, room, outcome };
+    RecordWait record_wait_ = RecordWait::none;
+    Clock::time_point record_since_{};  // when the waiting message began to wait
+    std::uint64_t queued_seq_ = 0;      // the queued message (RecordWait::outcome)
+    Digest queued_digest_{};
+    std::string record_id_;             // SECMSG_ID prefix: 128 random bits, hex
     bool input_paused_ = false;       // output bound reached
     bool read_drained_ = false;       // the last read_input() ended at want-read
     bool record_error_logged_ = false;
@@ -141,6 +158,7 @@ private:
     std::string tls_version_;
     std::string tls_cipher_;
     std::uint64_t frames_in_ = 0, bytes_in_ = 0, frames_out_ = 0, bytes_out_ = 0;
+    std::uint64_t not_recorded_ = 0;
 };
 
 }  // namespace secmsg::daemon

@@ -1,6 +1,8 @@
 // Operational log (see log.hpp).
 #include "log.hpp"
 
+#include "stderr_stream.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -40,7 +42,9 @@ const char* level_word(Level l) {
 
 void init() { journal_stream = stderr_is_journal_stream(); }
 
-void write(Level level, std::string_view line) {
+namespace {
+
+std::string format(Level level, std::string_view line) {
     std::string out;
     out.reserve(line.size() + 16);
     if (journal_stream) {
@@ -53,14 +57,17 @@ void write(Level level, std::string_view line) {
     }
     out += line;
     out += '\n';
-    const char* p = out.data();
-    std::size_t n = out.size();
-    while (n > 0) {
-        ssize_t w = ::write(STDERR_FILENO, p, n);
-        if (w <= 0) return;
-        p += w;
-        n -= static_cast<std::size_t>(w);
-    }
+    return out;
+}
+
+}  // namespace
+
+void write(Level level, std::string_view line) {
+    auto& s = stderr_stream();
+    if (auto n = s.take_dropped_lines(); n > 0)
+        s.write_line(format(Level::warning, std::to_string(n) +
+                                                " log line(s) dropped: standard error was not read"));
+    s.write_line(format(level, line));
 }
 
 }  // namespace secmsg::daemon::log

@@ -10,6 +10,7 @@
 #include "recorder.hpp"
 #include "secmsg_config.h"
 #include "server.hpp"
+#include "stderr_stream.hpp"
 #include "tls.hpp"
 
 #include <CLI/CLI.hpp>
@@ -40,6 +41,8 @@ struct Options {
     std::vector<std::string> listen;
     std::string cert, key, psk_file;
     std::string record = "auto";
+    double record_timeout = 3;
+    std::string journal_namespace;
     std::size_t max_connections = 10000;
     double handshake_timeout = 10, idle_timeout = 300, shutdown_timeout = 5;
     std::size_t max_payload = default_max_payload;
@@ -146,6 +149,22 @@ std::vector<Fd> activated_sockets() {
     return fds;
 }
 
+// "N recorded, N not recorded, N queued, writer paused N.NNN s".
+std::string record_figures(const RecordStats& r) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(r.paused).count();
+    char paused[32];
+    std::snprintf(paused, sizeof paused, "%lld.%03lld s", static_cast<long long>(ms / 1000),
+                  static_cast<long long>(ms % 1000));
+    return std::to_string(r.recorded) + " messages recorded, " + std::to_string(r.not_recorded) +
+           " not recorded, " + std::to_string(r.queued) + " queued, " + std::to_string(r.waiting) +
+           " waiting for room, recording paused " + paused;
+}
+
+std::string status_text(const Server& server) {
+    return std::to_string(server.connections()) + " connections, " +
+           record_figures(server.record_stats());
+}
+
 int run(Options& o) {
     Limits limits;
     limits.handshake_timeout = seconds_opt(o.handshake_timeout, "--handshake-timeout");
@@ -158,19 +177,27 @@ int run(Options& o) {
     limits.max_payload = o.max_payload;
     limits.max_output = o.max_output;
     resolve_credential_paths(o);
-    auto record_mode = parse_record_mode(o.record);
+    RecordOptions record;
+    record.mode = parse_record_mode(o.record);
+    record.timeout = seconds_opt(o.record_timeout, "--record-timeout");
+    record.journal_namespace = o.journal_namespace;
     auto eps = endpoints(o);
 
     Credentials creds = load_credentials(o);
-    auto recorder = make_recorder(record_mode);
+    ::signal(SIGPIPE, SIG_IGN);
+    Reactor reactor;
+    // The log's stream on fd 2 waits on this loop while it runs.
+    struct StreamOnLoop {
+        explicit StreamOnLoop(Reactor& r) { stderr_stream().attach(r); }
+        ~StreamOnLoop() { stderr_stream().detach(); }
+    } stream_on_loop(reactor);
+    auto recorder = make_recorder(reactor, record);
     if (o.check_config) {
         std::cout << "configuration OK: certificate " << o.cert << ", key " << o.key << ", PSK "
                   << o.psk_file << ", recording to " << recorder->name() << "\n";
         return 0;
     }
 
-    ::signal(SIGPIPE, SIG_IGN);
-    Reactor reactor;
     Server server(reactor, *recorder, limits, o.max_connections, creds);
 
     std::string where;
@@ -189,10 +216,7 @@ int run(Options& o) {
         }
     }
 
-    Notifier notifier(reactor, [&server] {
-        return std::to_string(server.connections()) + " connections, " +
-               std::to_string(server.messages()) + " messages recorded";
-    });
+    Notifier notifier(reactor, [&server] { return status_text(server); });
     server.on_change = [&notifier] { notifier.changed(); };
 
     SignalWatcher signals(reactor, {SIGTERM, SIGINT, SIGHUP}, [&](int sig) {
@@ -225,7 +249,7 @@ int run(Options& o) {
     notifier.ready();
     reactor.run();
     log::notice("stopped: " + std::to_string(server.accepted()) + " connections served, " +
-                std::to_string(server.messages()) + " messages recorded");
+                record_figures(server.record_stats()));
     return 0;
 }
 
@@ -233,6 +257,11 @@ int run(Options& o) {
 
 int main(int argc, char** argv) {
     log::init();
+    // Whatever the log still queues goes out before the process ends (for
+    // at most a second: nobody may be reading).
+    struct DrainAtExit {
+        ~DrainAtExit() { stderr_stream().drain(std::chrono::seconds(1)); }
+    } drain_at_exit;
     Options o;
     CLI::App app{"secmsgd: receives sealed messages over TLS and records each in the journal"};
     app.set_version_flag("--version", std::string("secmsgd ") + SECMSG_VERSION);
@@ -250,6 +279,13 @@ int main(int argc, char** argv) {
                    "journal, stderr or none (none: nothing is recorded, for benchmarks only); "
                    "default: the journal when reachable, else stderr")
         ->check(CLI::IsMember({"auto", "journal", "stderr", "none"}));
+    app.add_option("--record-timeout", o.record_timeout,
+                   "seconds a message may wait for the journal (or stderr) before it is "
+                   "answered ERROR 6, not recorded")
+        ->capture_default_str();
+    app.add_option("--journal-namespace", o.journal_namespace,
+                   "record into this journal namespace's journald "
+                   "(/run/systemd/journal.NAME/socket); default: the system journal");
     app.add_option("--max-connections", o.max_connections, "open connections at most")->capture_default_str();
     app.add_option("--handshake-timeout", o.handshake_timeout, "seconds")->capture_default_str();
     app.add_option("--idle-timeout", o.idle_timeout, "seconds")->capture_default_str();

@@ -1,31 +1,18 @@
-// Recorders (see recorder.hpp).
+// Recorders (see recorder.hpp): the choice of one, the null recorder, and
+// the escaping of payloads for people.
 #include "recorder.hpp"
 
-#define SD_JOURNAL_SUPPRESS_LOCATION
-#include <systemd/sd-journal.h>
+#include "journal.hpp"
+#include "stderr_stream.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <stdexcept>
-#include <sys/uio.h>
-#include <unistd.h>
-#include <vector>
+#include <system_error>
 
 namespace secmsg::daemon {
 
 namespace {
 
 constexpr char hex[] = "0123456789abcdef";
-
-std::string hex_digest(const Digest& d) {
-    std::string s;
-    s.reserve(64);
-    for (auto b : d) {
-        s += hex[b >> 4];
-        s += hex[b & 15];
-    }
-    return s;
-}
 
 // Length of the valid UTF-8 sequence (no control characters) at p, or 0.
 std::size_t utf8_len(const std::uint8_t* p, std::size_t n) {
@@ -56,70 +43,43 @@ std::size_t utf8_len(const std::uint8_t* p, std::size_t n) {
     return len;
 }
 
-bool write_all(int fd, const char* p, std::size_t n) {
-    while (n > 0) {
-        ssize_t w = ::write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        p += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return true;
-}
-
-class JournalRecorder : public Recorder {
-public:
-    std::string record(const MessageInfo& m) override {
-        std::string message = "MESSAGE=" + escape_payload(m.payload, 200);
-        std::string payload_prefix = "SECMSG_PAYLOAD=";
-        std::string sha = "SECMSG_SHA256=" + hex_digest(*m.sha256);
-        std::string bytes = "SECMSG_BYTES=" + std::to_string(m.payload.size());
-        std::string peer = "SECMSG_PEER=" + std::string(m.peer);
-        std::string conn = "SECMSG_CONN=" + std::to_string(m.conn);
-        std::string seq = "SECMSG_SEQ=" + std::to_string(m.seq);
-        std::string id = "MESSAGE_ID=" + std::string(message_id);
-        static const char priority[] = "PRIORITY=6";
-        // SECMSG_PAYLOAD is built as one field from two pieces: sd_journal_sendv
-        // takes each iovec as a whole FIELD=VALUE, so the bytes are appended.
-        auto& field = field_;  // reused: no allocation per message once grown
-        field.assign(payload_prefix.begin(), payload_prefix.end());
-        field.insert(field.end(), m.payload.begin(), m.payload.end());
-        iovec iov[] = {
-            {message.data(), message.size()}, {field.data(), field.size()},
-            {sha.data(), sha.size()},         {bytes.data(), bytes.size()},
-            {peer.data(), peer.size()},       {conn.data(), conn.size()},
-            {seq.data(), seq.size()},         {id.data(), id.size()},
-            {const_cast<char*>(priority), sizeof priority - 1},
-        };
-        int rc = sd_journal_sendv(iov, static_cast<int>(std::size(iov)));
-        if (field.capacity() > (1u << 20)) std::vector<std::uint8_t>().swap(field);
-        if (rc < 0) return std::string("journal: ") + std::strerror(-rc);
-        return {};
-    }
-    std::string_view name() const override { return "journal"; }
-
-private:
-    std::vector<std::uint8_t> field_;
-};
-
-class StderrRecorder : public Recorder {
-public:
-    std::string record(const MessageInfo& m) override {
-        std::string line = "message conn=" + std::to_string(m.conn) + " peer=" + std::string(m.peer) +
-                           " seq=" + std::to_string(m.seq) + " bytes=" +
-                           std::to_string(m.payload.size()) + " sha256=" + hex_digest(*m.sha256) +
-                           " text=\"" + escape_payload(m.payload) + "\"\n";
-        if (!write_all(STDERR_FILENO, line.data(), line.size()))
-            return std::string("stderr: ") + std::strerror(errno);
-        return {};
-    }
-    std::string_view name() const override { return "stderr"; }
-};
-
+// --record none: nothing is written, every message counts as recorded.
 class NullRecorder : public Recorder {
 public:
-    std::string record(const MessageInfo&) override { return {}; }
+    bool has_room(RecordClient&) override { return true; }
+    RecordResult record(const MessageInfo&, RecordClient&, Clock::time_point) override {
+        ++recorded_;
+        return {RecordResult::Status::recorded, {}};
+    }
+    void forget(RecordClient&) override {}
+    void cap_deadlines(Clock::time_point) override {}
+    RecordStats stats() const override {
+        RecordStats s;
+        s.recorded = recorded_;
+        return s;
+    }
     std::string_view name() const override { return "none"; }
+
+private:
+    std::uint64_t recorded_ = 0;
+};
+
+// --record stderr: the process-wide stream on fd 2 (which the log shares),
+// used without being owned.
+class StreamRecorder : public Recorder {
+public:
+    explicit StreamRecorder(StderrStream& s) : s_(s) {}
+    bool has_room(RecordClient& c) override { return s_.has_room(c); }
+    RecordResult record(const MessageInfo& m, RecordClient& c, Clock::time_point since) override {
+        return s_.record(m, c, since);
+    }
+    void forget(RecordClient& c) override { s_.forget(c); }
+    void cap_deadlines(Clock::time_point when) override { s_.cap_deadlines(when); }
+    RecordStats stats() const override { return s_.stats(); }
+    std::string_view name() const override { return s_.name(); }
+
+private:
+    StderrStream& s_;
 };
 
 }  // namespace
@@ -132,23 +92,50 @@ RecordMode parse_record_mode(const std::string& s) {
     throw std::invalid_argument("--record must be journal, stderr or none (got '" + s + "')");
 }
 
-bool journal_reachable() { return ::access("/run/systemd/journal/socket", W_OK) == 0; }
-
-std::unique_ptr<Recorder> make_recorder(RecordMode mode) {
-    switch (mode) {
-    case RecordMode::automatic:
-        if (journal_reachable()) return std::make_unique<JournalRecorder>();
-        return std::make_unique<StderrRecorder>();
-    case RecordMode::journal:
-        if (!journal_reachable())
-            throw std::runtime_error(
-                "--record journal: the journal is not reachable (/run/systemd/journal/socket is "
-                "missing); use --record stderr");
-        return std::make_unique<JournalRecorder>();
-    case RecordMode::stderr_: return std::make_unique<StderrRecorder>();
-    case RecordMode::none: return std::make_unique<NullRecorder>();
+std::string hex_digest(const Digest& d) {
+    std::string s;
+    s.reserve(64);
+    for (auto b : d) {
+        s += hex[b >> 4];
+        s += hex[b & 15];
     }
-    return std::make_unique<NullRecorder>();
+    return s;
+}
+
+std::string journal_socket_path(const std::string& ns) { return journal::socket_path(ns); }
+
+std::unique_ptr<Recorder> make_recorder(Reactor& r, const RecordOptions& o) {
+    QueueLimits limits;
+    limits.timeout = o.timeout;
+    const auto path = journal::socket_path(o.journal_namespace);
+    std::unique_ptr<RecordQueue> q;
+    switch (o.mode) {
+    case RecordMode::none: return std::make_unique<NullRecorder>();
+    case RecordMode::stderr_: break;
+    case RecordMode::automatic:
+        try {
+            q = std::make_unique<JournalRecorder>(path, limits);
+        } catch (const std::system_error&) {
+            // not reachable: stderr
+        }
+        break;
+    case RecordMode::journal:
+        try {
+            q = std::make_unique<JournalRecorder>(path, limits);
+        } catch (const std::system_error& e) {
+            throw std::runtime_error("--record journal: the journal is not reachable (" +
+                                     std::string(e.what()) + "); use --record stderr");
+        }
+        break;
+    }
+    if (!q) {
+        // The stream on fd 2 belongs to the log too; the recorder only uses it.
+        auto& s = stderr_stream();
+        s.set_timeout(o.timeout);
+        return std::make_unique<StreamRecorder>(s);
+    }
+    q->attach(r);
+    return q;
 }
 
 std::string escape_payload(std::span<const std::uint8_t> p, std::size_t limit) {

@@ -144,6 +144,9 @@ void Server::begin_shutdown(std::chrono::milliseconds bound, std::function<void(
     listeners_.clear();
     reactor_.defer([dying] { dying->clear(); });
     accept_timer_.cancel();
+    // Messages waiting for a stalled journal get ERROR 6 halfway through
+    // the bound, so that their answers still leave before it.
+    shared_.recorder.cap_deadlines(Clock::now() + bound / 2);
     for (auto& [id, c] : conns_) c->begin_shutdown();
     shutdown_timer_.arm_in(bound);
     if (conns_.empty()) reactor_.defer([this] { finish(); });

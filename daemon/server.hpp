@@ -44,7 +44,7 @@ public:
     void begin_shutdown(std::chrono::milliseconds bound, std::function<void()> done);
 
     std::size_t connections() const { return conns_.size(); }
-    std::uint64_t messages() const { return shared_.messages; }
+    RecordStats record_stats() const { return shared_.recorder.stats(); }
     std::uint64_t accepted() const { return next_id_; }
     bool shutting_down() const { return shutting_down_; }
 

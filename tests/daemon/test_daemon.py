@@ -87,7 +87,7 @@ class TestBasics(DaemonTest):
         c = self.d.client()
         payload = b"hello \xe2\x9c\x93 world\n\x00\x01binary\xff"
         c.send(payload)
-        self.assertEqual(c.expect_ack(0), "recorded")
+        self.assertRegex(c.expect_ack(0), r"^recorded id=[0-9a-f]{32}-0$")
         rec = self.d.recorded()
         self.assertEqual(len(rec), 1)
         self.assertEqual(rec[0][1:], (0, payload))

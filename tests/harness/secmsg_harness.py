@@ -232,7 +232,7 @@ def free_port():
 
 
 MESSAGE_LINE = re.compile(
-    r"^message conn=(\d+) peer=(\S+) seq=(\d+) bytes=(\d+) sha256=([0-9a-f]{64}) text=\"(.*)\"$")
+    r"^message conn=(\d+) id=([0-9a-f]{32}-\d+) peer=(\S+) seq=(\d+) bytes=(\d+) sha256=([0-9a-f]{64}) text=\"(.*)\"$")
 
 
 def unescape(text):
@@ -338,10 +338,11 @@ class Daemon:
         for line in self.log().split("\n"):  # not splitlines(): payloads may hold U+2028
             m = MESSAGE_LINE.match(line)
             if m:
-                payload = unescape(m.group(6))
-                assert len(payload) == int(m.group(4)), line[:200]
-                assert hashlib.sha256(payload).hexdigest() == m.group(5), line[:200]
-                out.append((int(m.group(1)), int(m.group(3)), payload))
+                payload = unescape(m.group(7))
+                assert len(payload) == int(m.group(5)), line[:200]
+                assert hashlib.sha256(payload).hexdigest() == m.group(6), line[:200]
+                assert m.group(2).endswith("-" + m.group(4)), line[:200]
+                out.append((int(m.group(1)), int(m.group(4)), payload))
         return out
 
     def signal(self, sig):
