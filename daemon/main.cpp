@@ -39,6 +39,7 @@ struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = default_port;
     std::vector<std::string> listen;
+    bool reuse_port = false;
     std::string cert, key, psk_file;
     std::string record = "auto";
     double record_timeout = 3;
@@ -210,7 +211,7 @@ int run(Options& o) {
         where += " (socket activation)";
     } else {
         for (const auto& ep : eps) {
-            Fd fd = net::listen_tcp(ep);
+            Fd fd = net::listen_tcp(ep, {.reuse_port = o.reuse_port});
             where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
             server.add_listener(std::move(fd));
         }
@@ -272,6 +273,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--port", o.port, "TCP port")->capture_default_str()->check(CLI::Range(1, 65535));
     app.add_option("--listen", o.listen, "ADDR:PORT or [V6ADDR]:PORT to listen on (repeatable; replaces --host/--port)");
+    app.add_flag("--reuse-port", o.reuse_port, "SO_REUSEPORT: several secmsgd may listen on the same port, one per core");
     app.add_option("--cert", o.cert, "TLS certificate, PEM (default: tls.crt in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
     app.add_option("--key", o.key, "TLS private key, PEM (default: tls.key in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
     app.add_option("--psk-file", o.psk_file, "pre-shared key file (default: psk in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");

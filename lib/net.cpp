@@ -61,7 +61,7 @@ std::string describe(const Endpoint& ep) {
 
 }  // namespace
 
-Fd listen_tcp(const Endpoint& ep, int backlog) {
+Fd listen_tcp(const Endpoint& ep, const ListenOptions& options) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -80,13 +80,18 @@ Fd listen_tcp(const Endpoint& ep, int backlog) {
         }
         int one = 1;
         ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (options.reuse_port &&
+            ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+            why = std::string("SO_REUSEPORT: ") + std::strerror(errno);
+            continue;
+        }
         if (ai->ai_family == AF_INET6) {
             // "::" means every address, IPv4 included; other v6 addresses only v6.
             auto* sin6 = reinterpret_cast<sockaddr_in6*>(ai->ai_addr);
             int v6only = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr) ? 0 : 1;
             ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
         }
-        if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd.get(), backlog) != 0) {
+        if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd.get(), options.backlog) != 0) {
             why = std::strerror(errno);
             continue;
         }

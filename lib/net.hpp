@@ -29,11 +29,20 @@ Endpoint parse_endpoint(const std::string& text, std::uint16_t default_port);
 // Parses a port number 1..65535; throws NetError.
 std::uint16_t parse_port(const std::string& text);
 
-// Binds and listens on every address `ep.host` resolves to (numeric or
-// name), non-blocking and close-on-exec, SO_REUSEADDR.  "::" listens
-// dual-stack (IPv6 and IPv4-mapped).  Throws NetError with the address and
-// the system's reason.
-Fd listen_tcp(const Endpoint& ep, int backlog = 4096);
+struct ListenOptions {
+    int backlog = 4096;
+    // SO_REUSEPORT: other sockets (of this user) that also ask for it may
+    // bind the same address and port, and the kernel spreads incoming
+    // connections over them, so that one process per core can each accept
+    // on its own socket.  Without it a second bind is "address in use".
+    bool reuse_port = false;
+};
+
+// Binds and listens on the first address `ep.host` resolves to that can be
+// bound (numeric or name), non-blocking and close-on-exec, SO_REUSEADDR.
+// "::" listens dual-stack (IPv6 and IPv4-mapped).  Throws NetError with the
+// address and the system's reason.
+Fd listen_tcp(const Endpoint& ep, const ListenOptions& options = {});
 
 // "1.2.3.4:5678" or "[::1]:5678"; IPv4-mapped IPv6 addresses are shown as IPv4.
 std::string format_address(const sockaddr* sa, socklen_t len);
