@@ -9,7 +9,7 @@
 # target ran without a crash, leak, timeout or out-of-memory; 1 otherwise
 # (the reproducer is under BUILD_DIR/artifacts/TARGET/: copy it into
 # tests/fuzz/corpus/TARGET/ as a regression seed once fixed); 77 (skipped)
-# without clang++.  Nice'd: the machine is shared.
+# without clang++ or its libFuzzer runtime.  Nice'd: the machine is shared.
 set -euo pipefail
 
 src=${1:?usage: run_fuzzers.sh SOURCE_DIR BUILD_DIR [SECONDS [TARGET...]]}
@@ -21,6 +21,11 @@ targets=("$@")
 
 if ! command -v clang++ >/dev/null; then
     echo "run_fuzzers: no clang++: skipped"
+    exit 77
+fi
+if [ ! -f "$(clang++ --print-runtime-dir)/libclang_rt.fuzzer-$(uname -m).a" ] &&
+   [ ! -f "$(clang++ -print-file-name=libclang_rt.fuzzer-$(uname -m).a)" ]; then
+    echo "run_fuzzers: clang++ without its libFuzzer runtime (Debian: libclang-rt-dev): skipped"
     exit 77
 fi
 
