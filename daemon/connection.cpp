@@ -100,8 +100,7 @@ void Connection::do_handshake() {
     case tls::Io::want_write: return;
     case tls::Io::closed: close_now(CloseReason::client_closed); return;
     case tls::Io::failed:
-        log::warning(who() +
-                     ": TLS handshake failed: " + tls_->error_text());
+        warn("TLS handshake failed: " + tls_->error_text());
         close_now(CloseReason::tls_failed);
         return;
     }
@@ -141,8 +140,7 @@ void Connection::read_input() {
             if (reader_.has_buffered()) {
                 close_now(CloseReason::client_gone_mid_frame);
             } else {
-                log::warning(who() +
-                             ": TLS read failed: " + tls_->error_text());
+                warn("TLS read failed: " + tls_->error_text());
                 close_now(CloseReason::tls_failed);
             }
             return;
@@ -251,10 +249,18 @@ void Connection::record_room() {
     shared_.reactor.revisit(this);
 }
 
+// A failure worth a warning.  Until the peer has shown the key (one frame
+// with a valid tag) it goes in the connection's summary line, which the
+// rate-limited FailureLog writes, instead: anyone can cause those.
+void Connection::warn(const std::string& what) {
+    if (authenticated())
+        log::warning(who() + ": " + what);
+    else
+        failure_ = what;
+}
+
 void Connection::fatal(ProtoError e, std::uint64_t ref_seq) {
-    log::warning(who() + ": " +
-                 std::string(describe(e)) + " (ERROR " +
-                 std::to_string(static_cast<int>(e)) + "), closing");
+    warn(std::string(describe(e)) + " (ERROR " + std::to_string(static_cast<int>(e)) + "), closing");
     queue_error(e, ref_seq, describe(e));
     enter_closing(CloseReason::protocol_error);
 }
@@ -289,8 +295,7 @@ bool Connection::flush() {
         if (r.status == tls::Io::closed) {
             close_now(CloseReason::client_closed);
         } else {
-            log::warning(who() +
-                         ": TLS write failed: " + tls_->error_text());
+            warn("TLS write failed: " + tls_->error_text());
             close_now(CloseReason::write_failed);
         }
         return false;
@@ -390,12 +395,16 @@ void Connection::close_now(CloseReason why) {
     char dur[32];
     std::snprintf(dur, sizeof dur, "%lld.%03llds", static_cast<long long>(ms / 1000),
                   static_cast<long long>(ms % 1000));
-    log::info(who() + " closed: tls " +
-              (tls_version_.empty() ? "-" : tls_version_ + " " + tls_cipher_) + ", in " +
-              std::to_string(frames_in_) + " frames " + std::to_string(bytes_in_) + " bytes, out " +
-              std::to_string(frames_out_) + " frames " + std::to_string(bytes_out_) +
-              " bytes, " + (not_recorded_ ? std::to_string(not_recorded_) + " not recorded, " : "") +
-              "duration " + dur + ", reason " + describe(reason_));
+    std::string line =
+        who() + " closed: tls " + (tls_version_.empty() ? "-" : tls_version_ + " " + tls_cipher_) +
+        ", in " + std::to_string(frames_in_) + " frames " + std::to_string(bytes_in_) +
+        " bytes, out " + std::to_string(frames_out_) + " frames " + std::to_string(bytes_out_) +
+        " bytes, " + (not_recorded_ ? std::to_string(not_recorded_) + " not recorded, " : "") +
+        "duration " + dur + ", reason " + describe(reason_);
+    if (authenticated())
+        log::info(line);
+    else if (shared_.failures)
+        shared_.failures->report(peer_, failure_.empty() ? line : line + ": " + failure_);
     if (shared_.on_closed) shared_.on_closed(id_);
 }
 

@@ -22,6 +22,7 @@
 // closed:      the socket is closed; the object dies at the end of the pass.
 #pragma once
 
+#include "failure_log.hpp"
 #include "fd.hpp"
 #include "frame_reader.hpp"
 #include "reactor.hpp"
@@ -77,6 +78,7 @@ struct Shared {
     std::vector<std::uint8_t> rbuf = std::vector<std::uint8_t>(16384 + 512);
     std::vector<std::uint8_t> scratch;
     std::vector<std::uint8_t> payload_buf;
+    FailureLog* failures = nullptr;  // lines about unauthenticated connections
     // Called (once) when a connection has closed its socket; the owner
     // destroys the connection, deferred to the end of the pass.
     std::function<void(std::uint64_t id)> on_closed;
@@ -121,6 +123,8 @@ private:
     void answer_not_recorded(std::uint64_t seq, const std::string& why);
     bool input_stopped() const { return input_paused_ || record_wait_ != RecordWait::none; }
     void fatal(ProtoError e, std::uint64_t ref_seq);
+    void warn(const std::string& what);
+    bool authenticated() const { return frames_in_ > 0; }
     void queue_error(ProtoError e, std::uint64_t ref_seq, std::string_view reason);
     bool flush();
     void do_closing();
@@ -152,6 +156,7 @@ private:
     bool input_paused_ = false;       // output bound reached
     bool read_drained_ = false;       // the last read_input() ended at want-read
     bool record_error_logged_ = false;
+    std::string failure_;  // why an unauthenticated connection failed (its summary says it)
     Timer timer_;
     Clock::time_point started_;
     Clock::time_point last_activity_;

@@ -34,6 +34,7 @@ private:
 Server::Server(Reactor& reactor, Recorder& recorder, const Limits& limits,
                std::size_t max_connections, Credentials creds)
     : reactor_(reactor),
+      failure_log_(reactor),
       shared_{reactor, recorder, limits},
       max_connections_(max_connections),
       creds_(std::move(creds)),
@@ -47,6 +48,7 @@ Server::Server(Reactor& reactor, Recorder& recorder, const Limits& limits,
           reactor_.defer([this] { finish(); });
       }) {
     shared_.on_closed = [this](std::uint64_t id) { closed(id); };
+    shared_.failures = &failure_log_;
 }
 
 Server::~Server() = default;

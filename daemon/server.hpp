@@ -59,6 +59,7 @@ private:
     void finish();
 
     Reactor& reactor_;
+    FailureLog failure_log_;
     Shared shared_;
     std::size_t max_connections_;
     Credentials creds_;
