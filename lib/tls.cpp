@@ -203,7 +203,173 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
     return ctx;
 }
 
-Session::Session(std::shared_ptr<Context> ctx, int fd, bool is_server) : ctx_(std::move(ctx)) {
+// The session's socket I/O: wolfSSL's receive and send callbacks (their
+// context), the per-pass budget, TLS's own output that could not leave, and
+// a scan of the raw stream's record headers that counts records.
+//
+// Why TLS's own output is held here rather than left inside wolfSSL: wolfSSL
+// 5.5.4 resumes an unfinished wolfSSL_write from its output buffer and then
+// skips the bytes the last write that blocked had already taken
+// (SendData: sent = prevSent + plainSz).  Output that TLS made by itself
+// (a KeyUpdate answer) left in that buffer would make the next, unrelated
+// write skip or refuse bytes.  So output made outside write() is taken out
+// of wolfSSL at once (the callback reports it sent) unless a write is
+// unfinished, in which case wolfSSL keeps it behind that write's rest, and
+// the retried write sends both.  Either way, reading stops until it has left.
+struct SessionIo {
+    int fd = -1;
+    // Per pass (begin_pass): what may still be read.
+    std::size_t byte_budget = SIZE_MAX;
+    std::size_t record_budget = SIZE_MAX;
+    bool budget_spent = false;  // a receive was refused by the budget
+    bool stalled = false;       // a receive was refused: TLS's own output is blocked
+    // Output.
+    bool in_write = false;         // inside Session::write (application data)
+    bool write_unfinished = false;  // wolfSSL keeps part of a write(): retry it
+    bool own_blocked = false;      // wolfSSL keeps own output behind that write
+    std::size_t wolfssl_holds = 0;  // bytes wolfSSL kept at the last short send
+    std::vector<std::uint8_t> held;  // TLS's own output taken from wolfSSL, unsent
+    int send_errno = 0;              // a hard send error met while flushing `held`
+    // The raw stream's record framing.
+    std::uint8_t header[5] = {};
+    std::size_t header_have = 0;
+    std::size_t body_left = 0;
+    SessionCounters counters;
+
+    bool at_record_boundary() const { return header_have == 0 && body_left == 0; }
+    void scan(const std::uint8_t* p, std::size_t n);
+    Io flush_held();
+    bool output_blocked() const { return !held.empty() || own_blocked; }
+};
+
+namespace {
+
+int translate_errno(int e) {
+    switch (e) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        return WOLFSSL_CBIO_ERR_WANT_READ;  // == WANT_WRITE
+    case ECONNRESET: return WOLFSSL_CBIO_ERR_CONN_RST;
+    case EINTR: return WOLFSSL_CBIO_ERR_ISR;
+    case EPIPE:
+    case ECONNABORTED: return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    default: return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+}
+
+// ::send without SIGPIPE; bytes sent (0 when the socket is full), or -errno.
+ssize_t send_some(int fd, const void* p, std::size_t n) {
+    for (;;) {
+        ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
+        if (k >= 0) return k;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        return -errno;
+    }
+}
+
+}  // namespace
+
+// Follows the record framing of the bytes received (5-byte headers, then
+// the length they give): counts whole records, against the pass's budget.
+void SessionIo::scan(const std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+        if (body_left > 0) {
+            const auto k = std::min(n, body_left);
+            body_left -= k;
+            p += k;
+            n -= k;
+        } else {
+            header[header_have++] = *p++;
+            --n;
+            if (header_have < sizeof header) continue;  // type, version (2), length (2)
+            header_have = 0;
+            body_left = std::size_t{header[3]} << 8 | header[4];
+        }
+        if (body_left == 0) {
+            ++counters.records_in;
+            if (record_budget > 0) --record_budget;
+        }
+    }
+}
+
+// Sends what `held` has; done when it is empty.  After a hard error the
+// bytes are dropped (they can never leave) and the error is kept.
+Io SessionIo::flush_held() {
+    while (!held.empty()) {
+        ssize_t k = send_some(fd, held.data(), held.size());
+        if (k == 0) return Io::want_write;
+        if (k < 0) {
+            send_errno = static_cast<int>(-k);
+            held.clear();
+            held.shrink_to_fit();
+            return send_errno == EPIPE || send_errno == ECONNRESET ? Io::closed : Io::failed;
+        }
+        held.erase(held.begin(), held.begin() + k);
+    }
+    if (held.capacity() > 4096) held.shrink_to_fit();
+    return Io::done;
+}
+
+namespace {
+
+int receive_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
+    auto& io = *static_cast<SessionIo*>(ctx);
+    if (!io.held.empty()) io.flush_held();
+    if (io.output_blocked()) {
+        io.stalled = true;
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    }
+    if (io.byte_budget == 0 || (io.record_budget == 0 && io.at_record_boundary())) {
+        io.budget_spent = true;
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    }
+    const auto want = std::min(static_cast<std::size_t>(sz), io.byte_budget);
+    ssize_t n = ::recv(io.fd, buf, want, 0);
+    if (n < 0) return translate_errno(errno);
+    if (n == 0) return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    const auto got = static_cast<std::size_t>(n);
+    io.byte_budget -= got;
+    io.counters.bytes_in += got;
+    io.scan(reinterpret_cast<const std::uint8_t*>(buf), got);
+    return static_cast<int>(n);
+}
+
+int send_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
+    auto& io = *static_cast<SessionIo*>(ctx);
+    const auto size = static_cast<std::size_t>(sz);
+    // wolfSSL may keep what does not leave only while a write() is
+    // unfinished (or running): the retried write sends it (see SessionIo).
+    const bool wolfssl_may_keep = io.in_write || io.write_unfinished;
+    std::size_t sent = 0;
+    const Io before = io.flush_held();  // what is held is older: it goes first
+    if (before == Io::closed || before == Io::failed) return translate_errno(io.send_errno);
+    if (before == Io::done) {
+        ssize_t k = send_some(io.fd, buf, size);
+        if (k < 0) return translate_errno(static_cast<int>(-k));
+        sent = static_cast<std::size_t>(k);
+    }
+    if (sent == size) {
+        io.own_blocked = false;
+        io.wolfssl_holds = 0;
+        return sz;
+    }
+    if (wolfssl_may_keep) {
+        if (!io.in_write) io.own_blocked = true;
+        io.wolfssl_holds = size - sent;
+        return sent > 0 ? static_cast<int>(sent) : WOLFSSL_CBIO_ERR_WANT_WRITE;
+    }
+    io.held.insert(io.held.end(), buf + sent, buf + size);
+    io.wolfssl_holds = 0;
+    return sz;  // taken: wolfSSL's own buffer is empty again
+}
+
+}  // namespace
+
+Session::Session(std::shared_ptr<Context> ctx, int fd, bool is_server)
+    : ctx_(std::move(ctx)), io_(std::make_unique<SessionIo>()) {
     ssl_ = wolfSSL_new(ctx_->get());
     if (!ssl_) throw TlsError("cannot create a TLS session (out of memory?)");
     if (wolfSSL_set_fd(ssl_, fd) != WOLFSSL_SUCCESS) {
@@ -211,9 +377,17 @@ Session::Session(std::shared_ptr<Context> ctx, int fd, bool is_server) : ctx_(st
         ssl_ = nullptr;
         throw TlsError("cannot attach a TLS session to its socket");
     }
+    // Our own socket I/O (see SessionIo); wolfSSL_get_fd still names the fd.
+    io_->fd = fd;
+    wolfSSL_SSLSetIORecv(ssl_, receive_cb);
+    wolfSSL_SSLSetIOSend(ssl_, send_cb);
+    wolfSSL_SetIOReadCtx(ssl_, io_.get());
+    wolfSSL_SetIOWriteCtx(ssl_, io_.get());
     // A peer that hangs up under a write is an error code (EPIPE: closed),
     // never a SIGPIPE that ends the process, whatever its signal disposition
-    // (a server thread in a test, a program embedding the library).
+    // (a server thread in a test, a program embedding the library).  Our
+    // send callback passes MSG_NOSIGNAL itself; the flag stays set for
+    // wolfSSL's own socket code.
     wolfSSL_SetIOWriteFlags(ssl_, MSG_NOSIGNAL);
     // The server answers secmsg/1 or refuses a client that offers only other
     // protocols; a client that offers no ALPN at all is accepted.
@@ -241,6 +415,7 @@ Session::~Session() {
 Session::Session(Session&& o) noexcept
     : ctx_(std::move(o.ctx_)),
       peer_(std::move(o.peer_)),
+      io_(std::move(o.io_)),
       ssl_(std::exchange(o.ssl_, nullptr)),
       last_error_(o.last_error_) {}
 
@@ -249,6 +424,7 @@ Session& Session::operator=(Session&& o) noexcept {
         if (ssl_) wolfSSL_free(ssl_);
         ssl_ = std::exchange(o.ssl_, nullptr);
         peer_ = std::move(o.peer_);  // after the old session is freed
+        io_ = std::move(o.io_);
         ctx_ = std::move(o.ctx_);
         last_error_ = o.last_error_;
     }
@@ -293,36 +469,80 @@ Io classify(WOLFSSL* ssl, int ret, int& last_error) {
 }  // namespace
 
 Io Session::handshake() {
+    if (io_->flush_held() == Io::want_write) return Io::want_write;
+    io_->stalled = false;
     int ret = wolfSSL_negotiate(ssl_);
-    if (ret == WOLFSSL_SUCCESS) return Io::done;
-    return classify(ssl_, ret, last_error_);  // closed: the peer hung up first
+    if (ret == WOLFSSL_SUCCESS) return Io::done;  // its last flight may still be held: flush()
+    Io r = classify(ssl_, ret, last_error_);  // closed: the peer hung up first
+    if (r == Io::want_read && io_->stalled) return Io::want_write;
+    return r;
 }
 
 IoResult Session::read(std::span<std::uint8_t> buf) {
+    if (io_->flush_held() == Io::want_write) return {Io::want_write, 0};
+    io_->stalled = false;
     int want = static_cast<int>(std::min<std::size_t>(buf.size(), 1u << 30));
+    const auto records_before = io_->counters.records_in;
     int ret = wolfSSL_read(ssl_, buf.data(), want);
+    // wolfSSL reads one record at a time and returns at the first one with
+    // application data: every other record it completed had none.
+    const auto records = io_->counters.records_in - records_before;
+    io_->counters.records_without_data += ret > 0 && records > 0 ? records - 1 : records;
     if (ret > 0) return {Io::done, static_cast<std::size_t>(ret)};
-    return {classify(ssl_, ret, last_error_), 0};
+    Io r = classify(ssl_, ret, last_error_);
+    if (r == Io::want_read && io_->stalled) return {Io::want_write, 0};
+    return {r, 0, r == Io::want_read && io_->budget_spent};
 }
 
 IoResult Session::write(std::span<const std::uint8_t> buf) {
     if (buf.empty()) return {Io::done, 0};
+    // TLS's own output first, in order; wolfSSL has not seen `buf` yet.
+    if (io_->flush_held() == Io::want_write) return {Io::want_write, 0};
     int len = static_cast<int>(std::min<std::size_t>(buf.size(), 1u << 30));
+    io_->in_write = true;
     int ret = wolfSSL_write(ssl_, buf.data(), len);
-    if (ret > 0) return {Io::done, static_cast<std::size_t>(ret)};
-    return {classify(ssl_, ret, last_error_), 0};
+    io_->in_write = false;
+    if (ret > 0) {
+        io_->write_unfinished = false;
+        return {Io::done, static_cast<std::size_t>(ret)};
+    }
+    Io r = classify(ssl_, ret, last_error_);
+    io_->write_unfinished = r == Io::want_write;
+    return {r, 0};
+}
+
+Io Session::flush() {
+    Io r = io_->flush_held();
+    if (r == Io::done && io_->own_blocked) return Io::want_write;  // leaves with the retried write()
+    return r;
 }
 
 Io Session::shutdown() {
+    if (Io r = io_->flush_held(); r != Io::done) return r == Io::want_write ? Io::want_write : r;
     // Once close_notify has left (wolfSSL records it), never call again:
     // a second wolfSSL_shutdown would wait for the peer's.
     if (wolfSSL_get_shutdown(ssl_) & WOLFSSL_SENT_SHUTDOWN) return Io::done;
     int ret = wolfSSL_shutdown(ssl_);
-    if (ret == WOLFSSL_SUCCESS || ret == WOLFSSL_SHUTDOWN_NOT_DONE) return Io::done;
+    if (ret == WOLFSSL_SUCCESS || ret == WOLFSSL_SHUTDOWN_NOT_DONE)
+        return io_->held.empty() ? Io::done : Io::want_write;  // held: the next call flushes it
     Io r = classify(ssl_, ret, last_error_);
     if (r == Io::want_write || r == Io::want_read) return Io::want_write;
     return r;
 }
+
+void Session::begin_pass(std::size_t bytes, std::size_t records) {
+    io_->byte_budget = bytes;
+    io_->record_budget = records;
+    io_->budget_spent = false;
+}
+
+bool Session::budget_spent() const { return io_->budget_spent; }
+
+bool Session::output_blocked() const { return io_->output_blocked(); }
+
+std::size_t Session::pending_output() const { return io_->held.size() + io_->wolfssl_holds; }
+
+const SessionCounters& Session::counters() const { return io_->counters; }
 
 bool Session::has_pending() const { return wolfSSL_has_pending(ssl_) != 0; }
 

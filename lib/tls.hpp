@@ -104,11 +104,48 @@ enum class Io { done, want_read, want_write, closed, failed };
 struct IoResult {
     Io status;
     std::size_t bytes = 0;  // for read and write: bytes moved when done
+    // For read's want_read: true when it stopped because this pass's budget
+    // (Session::begin_pass) ran out, not because the socket is drained.
+    // More input may wait in the kernel and no new edge will announce it:
+    // come back in a later pass (the reactor's revisit list).
+    bool budget_spent = false;
 };
+
+// What a session has read from its peer, for policies on unauthenticated
+// peers.  Records are counted on the raw stream (complete TLS records whose
+// last byte has been received), so they count what the peer sent before
+// any of it is decrypted.
+struct SessionCounters {
+    std::uint64_t bytes_in = 0;    // raw bytes received from the socket
+    std::uint64_t records_in = 0;  // complete TLS records received
+    // Records that read() consumed without any application data coming of
+    // them: TLS 1.3 KeyUpdate (each can make us answer), alerts, empty
+    // application records, post-handshake handshake messages.  A peer
+    // sending many of them per second is abusive.
+    std::uint64_t records_without_data = 0;
+};
+
+struct SessionIo;  // tls.cpp: the session's own socket I/O (wolfSSL callbacks)
 
 // Owner of a WOLFSSL session bound to a non-blocking fd it does not own.
 // Keeps its context alive.  Move-only.  The side (server or client) is the
 // one of the context's method.
+//
+// The session does its own socket I/O (wolfSSL's custom I/O callbacks, not
+// its built-in socket code), for two bounds a peer cannot push past:
+// - Work per pass: begin_pass() sets how many raw bytes and TLS records
+//   the session may read until the next begin_pass(); then read() says
+//   want_read with budget_spent.  A single wolfSSL_read no longer processes
+//   every record queued in the kernel.
+// - TLS's own output: a reply that TLS makes by itself (a KeyUpdate answer,
+//   an alert, tickets) and that cannot leave because the socket is full is
+//   held here (pending_output()), and until it has left the session reads
+//   nothing more: read() and handshake() say want_write.  A peer that sends
+//   KeyUpdate(update_requested) and never reads cannot make us accumulate
+//   replies.  It leaves on the next read(), write(), handshake(), flush()
+//   or shutdown() once the socket has room (EPOLLOUT).
+// Writes use MSG_NOSIGNAL: a peer gone under a write is an error (EPIPE:
+// closed), never a SIGPIPE.
 class Session {
 public:
     // Throws TlsError.  A client session (is_server false) also owns its
@@ -123,14 +160,46 @@ public:
     // For clients: the name for SNI and certificate checks (before handshake).
     void set_server_name(const std::string& name);
 
-    Io handshake();  // done when established; closed if the peer hung up, failed on a TLS error
-    IoResult read(std::span<std::uint8_t> buf);  // done with bytes > 0, or a would-block/closed/failed
+    // done when established; closed if the peer hung up, failed on a TLS
+    // error; want_write also while TLS's own output is blocked (see above).
+    Io handshake();
+    // done with bytes > 0, or a would-block/closed/failed.  want_read: the
+    // socket is drained, or (budget_spent) this pass's budget is.
+    // want_write: TLS must send before it reads on (its own output is
+    // blocked, or a write() is unfinished): wait for EPOLLOUT, then retry
+    // that write(), if any, and read again.
+    IoResult read(std::span<std::uint8_t> buf);
     // After want_read or want_write, call again with the same buffer and length.
     IoResult write(std::span<const std::uint8_t> buf);
-    // Sends close_notify once (done, or want_write to flush); never waits for the peer's.
+    // Sends TLS's own output that the session holds: done when none is
+    // left, want_write, closed (the peer is gone) or failed.  (The rest of
+    // an unfinished write() leaves only by retrying that write().)
+    Io flush();
+    // Sends close_notify once (done once it has left, or want_write to
+    // flush); never waits for the peer's.
     Io shutdown();
     // Bytes already decrypted inside wolfSSL, invisible to epoll.
     bool has_pending() const;
+
+    // Starts a loop pass: until the next call, the session reads at most
+    // `bytes` raw bytes and `records` whole TLS records from its socket
+    // (handshake included), then reports want_read with budget_spent.
+    // Without any call there is no limit.  Cheap; call it once per pass
+    // before the first handshake() or read().
+    void begin_pass(std::size_t bytes, std::size_t records = SIZE_MAX);
+    // True when a read or handshake stopped on this pass's budget (the
+    // socket may hold more): the caller must come back by itself.
+    bool budget_spent() const;
+    // True while TLS's own output cannot leave (the socket is full): the
+    // session reads nothing until it has, and the connection should wait
+    // for EPOLLOUT.
+    bool output_blocked() const;
+    // Ciphertext waiting to leave: TLS's own output held by the session,
+    // plus what wolfSSL kept of an unfinished write().  Count it against
+    // the connection's output bound.
+    std::size_t pending_output() const;
+    // Running totals of what the peer sent (see SessionCounters).
+    const SessionCounters& counters() const;
 
     std::string version() const;     // "TLSv1.3"
     std::string cipher() const;      // suite name
@@ -143,6 +212,7 @@ public:
 private:
     std::shared_ptr<Context> ctx_;
     std::unique_ptr<PeerCheck> peer_;  // on the heap: wolfSSL keeps its address
+    std::unique_ptr<SessionIo> io_;    // likewise (the I/O callbacks' context)
     WOLFSSL* ssl_ = nullptr;
     int last_error_ = 0;
 };

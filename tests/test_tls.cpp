@@ -9,11 +9,13 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <dlfcn.h>
 #include <string>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 namespace fs = std::filesystem;
 using namespace secmsg;
 using tls::Io;
+using tls::IoResult;
 
 namespace {
 
@@ -97,17 +100,36 @@ std::shared_ptr<tls::Context> raw_client_ctx(bool tls12_only = false) {
     return ctx;
 }
 
-// Drives both handshakes until both are done or one fails.
-bool handshake_both(tls::Session& server, tls::Session& client) {
-    Io s = Io::want_read, c = Io::want_read;
+// Drives the server's handshake and the client's (`client_step`: 1 done,
+// 0 not yet, -1 failed) until both are done or one fails.
+template <class Step>
+bool handshake_loop(tls::Session& server, Step client_step) {
+    Io s = Io::want_read;
+    int c = 0;
     for (int i = 0; i < 100; ++i) {
-        if (c != Io::done) c = client.handshake();
+        if (c == 0) c = client_step();
         if (s != Io::done) s = server.handshake();
-        if (s == Io::failed || c == Io::failed || s == Io::closed || c == Io::closed) return false;
-        if (s == Io::done && c == Io::done) return true;
+        if (c < 0 || s == Io::failed || s == Io::closed) return false;
+        if (c == 1 && s == Io::done) return true;
     }
     return false;
 }
+
+bool handshake_both(tls::Session& server, tls::Session& client) {
+    return handshake_loop(server, [&] {
+        const Io c = client.handshake();
+        return c == Io::done ? 1 : c == Io::failed || c == Io::closed ? -1 : 0;
+    });
+}
+
+// A server session (ECDSA certificate) and a raw wolfSSL client, past their
+// handshake over a socket pair.
+struct Connected {
+    Pair p;
+    tls::Session server{tls::make_server_context(server_opts("ecdsa")), p.fds[0], true};
+    tls::Session client{raw_client_ctx(), p.fds[1], false};
+    Connected() { REQUIRE(handshake_both(server, client)); }
+};
 
 }  // namespace
 
@@ -286,4 +308,256 @@ TEST_CASE("tls: default suite order follows the AES hardware, X25519 first") {
                   0) == 0);
     CHECK(c.find("ECDHE") == std::string::npos);  // TLS 1.3 only unless asked
     CHECK(tls::default_groups().rfind("X25519", 0) == 0);
+}
+
+// ---------------------------------------------------------------- hostile peers
+
+namespace {
+
+// Writes `data` from the client until done, reading on the server side as
+// the budget allows; returns the bytes the server got.
+void client_write_all(tls::Session& client, const std::vector<std::uint8_t>& data) {
+    for (int i = 0; i < 1000; ++i) {
+        auto w = client.write(data);
+        if (w.status == Io::done) return;
+        REQUIRE(w.status == Io::want_write);
+    }
+    FAIL("the client could not write");
+}
+
+// A TLS 1.3 peer from OpenSSL's libssl (another implementation), loaded at
+// run time so that the build needs no OpenSSL headers: wolfSSL's client asks
+// for a KeyUpdate answer only once until it has read one, OpenSSL asks every
+// time, as an attacker would.
+struct OpenSslPeer {
+    void* lib = nullptr;
+    void* ctx = nullptr;
+    void* ssl = nullptr;
+    const void* (*o_TLS_client_method)();
+    void* (*o_SSL_CTX_new)(const void*);
+    void (*o_SSL_CTX_free)(void*);
+    void* (*o_SSL_new)(void*);
+    void (*o_SSL_free)(void*);
+    int (*o_SSL_set_fd)(void*, int);
+    int (*o_SSL_connect)(void*);
+    int (*o_SSL_get_error)(const void*, int);
+    int (*o_SSL_key_update)(void*, int);
+    int (*o_SSL_do_handshake)(void*);
+    int (*o_SSL_read)(void*, void*, int);
+    // (Members prefixed: wolfSSL's headers define some of the OpenSSL names
+    // as macros.)
+    static constexpr int want_read = 2, want_write = 3, key_update_requested = 1;
+
+    template <class F>
+    bool sym(F& f, const char* name) {
+        f = reinterpret_cast<F>(::dlsym(lib, name));
+        return f != nullptr;
+    }
+    // False when there is no libssl.so.3 to load.
+    bool load(int fd) {
+        lib = ::dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL);
+        if (!lib) return false;
+        REQUIRE((sym(o_TLS_client_method, "TLS_client_method") && sym(o_SSL_CTX_new, "SSL_CTX_new") &&
+                 sym(o_SSL_CTX_free, "SSL_CTX_free") && sym(o_SSL_new, "SSL_new") &&
+                 sym(o_SSL_free, "SSL_free") && sym(o_SSL_set_fd, "SSL_set_fd") &&
+                 sym(o_SSL_connect, "SSL_connect") && sym(o_SSL_get_error, "SSL_get_error") &&
+                 sym(o_SSL_key_update, "SSL_key_update") &&
+                 sym(o_SSL_do_handshake, "SSL_do_handshake") && sym(o_SSL_read, "SSL_read")));
+        ctx = o_SSL_CTX_new(o_TLS_client_method());  // verifies nothing by default
+        REQUIRE(ctx);
+        ssl = o_SSL_new(ctx);
+        REQUIRE(ssl);
+        REQUIRE(o_SSL_set_fd(ssl, fd) == 1);
+        return true;
+    }
+    ~OpenSslPeer() {
+        if (ssl) o_SSL_free(ssl);
+        if (ctx) o_SSL_CTX_free(ctx);
+        if (lib) ::dlclose(lib);
+    }
+    // One step of the handshake: 1 done, 0 wants more, -1 failed.
+    int connect_step() {
+        int r = o_SSL_connect(ssl);
+        if (r == 1) return 1;
+        int e = o_SSL_get_error(ssl, r);
+        return e == want_read || e == want_write ? 0 : -1;
+    }
+    // Sends KeyUpdate(update_requested): true when it has left.
+    bool key_update() {
+        if (o_SSL_key_update(ssl, key_update_requested) != 1) return false;
+        return o_SSL_do_handshake(ssl) == 1;
+    }
+    // Reads what has come (KeyUpdate answers are handled inside), appending
+    // application data to `out`, until want-read.
+    void read_all(std::vector<std::uint8_t>& out) {
+        std::array<std::uint8_t, 16384> buf{};
+        for (;;) {
+            int n = o_SSL_read(ssl, buf.data(), static_cast<int>(buf.size()));
+            if (n <= 0) {
+                int e = o_SSL_get_error(ssl, n);
+                REQUIRE((e == want_read || e == want_write));
+                return;
+            }
+            out.insert(out.end(), buf.begin(), buf.begin() + n);
+        }
+    }
+};
+
+// The server reads in passes of `budget` bytes until the socket is drained
+// or TLS must write first; returns the last status.
+Io server_drain(tls::Session& server, std::size_t budget, std::vector<std::uint8_t>* got = nullptr) {
+    std::array<std::uint8_t, 16384> buf{};
+    for (int pass = 0; pass < 100000; ++pass) {
+        server.begin_pass(budget);
+        for (;;) {
+            auto r = server.read(buf);
+            if (r.status == Io::done) {
+                if (got) got->insert(got->end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
+                continue;
+            }
+            if (r.status == Io::want_read && r.budget_spent) break;  // the next pass
+            return r.status;
+        }
+    }
+    FAIL("the server never drained its input");
+    return Io::failed;
+}
+
+}  // namespace
+
+TEST_CASE("tls: the per-pass budget bounds raw bytes and records read; budget_spent says come back") {
+    Connected c;
+    auto& server = c.server;
+    auto& client = c.client;
+
+    // 200 records of 100 bytes each, all in the server's socket at once.
+    std::vector<std::uint8_t> rec(100);
+    std::vector<std::uint8_t> sent;
+    for (int i = 0; i < 200; ++i) {
+        std::fill(rec.begin(), rec.end(), static_cast<std::uint8_t>(i));
+        client_write_all(client, rec);
+        sent.insert(sent.end(), rec.begin(), rec.end());
+    }
+    std::array<std::uint8_t, 16384> buf{};
+    std::vector<std::uint8_t> got;
+
+    // Bytes: one pass of 1000 raw bytes reads at most that, then stops on
+    // the budget, not on the socket.
+    auto before = server.counters();
+    server.begin_pass(1000);
+    IoResult r{Io::done};
+    for (int i = 0; i < 1000 && r.status == Io::done; ++i) {
+        r = server.read(buf);
+        if (r.status == Io::done) got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
+    }
+    CHECK(r.status == Io::want_read);
+    CHECK(r.budget_spent);
+    CHECK(server.budget_spent());
+    CHECK(server.counters().bytes_in - before.bytes_in == 1000);
+    CHECK(got.size() < 1000);
+    CHECK(got.size() >= 500);  // records of 100 + 22 bytes: about 8 of them
+
+    // Records: a pass of 10 records reads 10 (the one cut by the byte
+    // budget finishes first), whatever their size.
+    before = server.counters();
+    server.begin_pass(SIZE_MAX, 10);
+    r = {Io::done};
+    for (int i = 0; i < 1000 && r.status == Io::done; ++i) {
+        r = server.read(buf);
+        if (r.status == Io::done) got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
+    }
+    CHECK(r.status == Io::want_read);
+    CHECK(r.budget_spent);
+    CHECK(server.counters().records_in - before.records_in == 10);
+
+    // Pass after pass, everything arrives; the last want-read is the
+    // socket's (budget_spent false), and no record came without data.
+    CHECK(server_drain(server, 1000, &got) == Io::want_read);
+    CHECK_FALSE(server.budget_spent());
+    CHECK(got == sent);
+    CHECK(server.counters().records_without_data == 0);
+    CHECK(server.pending_output() == 0);
+    CHECK_FALSE(server.output_blocked());
+}
+
+TEST_CASE("tls: a KeyUpdate flood from a peer that never reads: reading stops, memory stays bounded, "
+          "the counter rises, later data leaves intact") {
+    auto sctx = tls::make_server_context(server_opts("ecdsa"));
+    Pair p;
+    tls::Session server(sctx, p.fds[0], true);
+    OpenSslPeer peer;
+    if (!peer.load(p.fds[1])) {
+        MESSAGE("no libssl.so.3: skipped");
+        return;
+    }
+    REQUIRE(handshake_loop(server, [&] { return peer.connect_step(); }));
+    REQUIRE(server.version() == "TLSv1.3");
+
+    // First a large write that blocks once and then completes: it leaves
+    // wolfSSL's resume offset for unfinished writes set (see SessionIo).
+    std::vector<std::uint8_t> big(512 * 1024);
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::uint8_t>(i * 13 + 1);
+    std::vector<std::uint8_t> peer_got;
+    int want_writes = 0;
+    for (int i = 0; i < 100000; ++i) {
+        auto w = server.write(big);
+        if (w.status == Io::done) break;
+        REQUIRE(w.status == Io::want_write);
+        ++want_writes;
+        peer.read_all(peer_got);
+    }
+    peer.read_all(peer_got);
+    REQUIRE(want_writes > 0);
+    REQUIRE(peer_got == big);
+
+    // The flood: KeyUpdate(update_requested) after KeyUpdate, never reading.
+    // The server answers each until its socket is full, then holds one
+    // answer and reads no more: want_write, not an ever-growing buffer.
+    const auto before = server.counters();
+    int sent = 0;
+    Io last = Io::want_read;
+    std::size_t most_pending = 0;
+    for (int round = 0; round < 2000 && last != Io::want_write; ++round) {
+        for (int k = 0; k < 50 && peer.key_update(); ++k) ++sent;
+        last = server_drain(server, 64 * 1024);
+        most_pending = std::max(most_pending, server.pending_output());
+        REQUIRE((last == Io::want_read || last == Io::want_write));
+    }
+    REQUIRE(last == Io::want_write);
+    CHECK(server.output_blocked());
+    CHECK(server.pending_output() > 0);
+    CHECK(most_pending < 256);  // one answer held, whatever the flood
+    const auto without_data = server.counters().records_without_data - before.records_without_data;
+    MESSAGE(sent << " KeyUpdates sent, " << without_data << " read before the server stopped, "
+                 << most_pending << " bytes held at most");
+    CHECK(without_data > 100);
+    CHECK(without_data <= static_cast<std::uint64_t>(sent));
+    // More KeyUpdates are not read while blocked: nothing grows.
+    for (int k = 0; k < 200 && peer.key_update(); ++k) ++sent;
+    const auto in_before = server.counters().bytes_in;
+    CHECK(server_drain(server, 64 * 1024) == Io::want_write);
+    CHECK(server.counters().bytes_in == in_before);
+    CHECK(server.pending_output() == most_pending);
+
+    // New application data waits behind the held answer, then leaves whole
+    // once the peer reads.
+    const std::string after = "after the flood";
+    const std::span<const std::uint8_t> after_bytes(reinterpret_cast<const std::uint8_t*>(after.data()),
+                                                    after.size());
+    peer_got.clear();
+    bool written = false;
+    for (int i = 0; i < 100000 && !written; ++i) {
+        peer.read_all(peer_got);
+        server_drain(server, 64 * 1024);  // the server reads the rest of the flood as room frees
+        auto w = server.write(after_bytes);
+        REQUIRE((w.status == Io::done || w.status == Io::want_write));
+        written = w.status == Io::done;
+    }
+    REQUIRE(written);
+    for (int i = 0; i < 100 && peer_got.size() < after.size(); ++i) {
+        peer.read_all(peer_got);
+        server_drain(server, 64 * 1024);
+    }
+    CHECK(std::string(peer_got.begin(), peer_got.end()) == after);
+    CHECK(server.counters().records_without_data - before.records_without_data == static_cast<std::uint64_t>(sent));
 }
