@@ -22,6 +22,8 @@ const char* describe(CloseReason r) {
     case CloseReason::tls_failed: return "tls-failed";
     case CloseReason::handshake_timeout: return "handshake-timeout";
     case CloseReason::idle_timeout: return "idle-timeout";
+    case CloseReason::frame_timeout: return "frame-timeout";
+    case CloseReason::shed: return "shed-partial-input";
     case CloseReason::protocol_error: return "protocol-error";
     case CloseReason::server_shutdown: return "server-shutdown";
     case CloseReason::shutdown_timeout: return "shutdown-timeout";
@@ -74,6 +76,7 @@ void Connection::step() {
     if (state_ == State::open || state_ == State::draining) {
         if (!flush()) return;
         read_input();
+        account_partial();
         if (state_ == State::open || state_ == State::draining) {
             if (!flush()) return;
         }
@@ -129,6 +132,7 @@ void Connection::read_input() {
         case tls::Io::want_read:
             read_drained_ = true;
             reader_.shrink();  // drop a large idle buffer (a partial frame stays)
+            account_partial();
             return;
         case tls::Io::want_write: return;  // TLS needs to write first: the next edge resumes
         case tls::Io::closed:
@@ -345,13 +349,49 @@ void Connection::do_lingering() {
     shared_.reactor.revisit(this);
 }
 
+// Keeps Shared::partial_bytes true to what this reader holds, and the
+// frame deadline to when its partial frame began.
+void Connection::account_partial() {
+    if (state_ == State::closed) return;
+    const auto now_held = reader_.capacity();
+    shared_.partial_bytes += now_held;
+    shared_.partial_bytes -= partial_counted_;
+    partial_counted_ = now_held;
+    if (shared_.partial_bytes > shared_.limits.max_partial_input && shared_.over_budget)
+        shared_.over_budget();
+    if (!reader_.mid_frame()) {
+        frame_started_ = {};
+    } else if (frame_started_ == Clock::time_point{}) {
+        frame_started_ = Clock::now();
+        arm_frame_deadline();
+    }
+}
+
+// The connection has one timer: it fires at the earliest of its
+// deadlines, and on_timer() works out which one is due.
+void Connection::arm_frame_deadline() {
+    const auto due = frame_started_ + shared_.limits.frame_timeout;
+    if (!timer_.armed() || timer_.deadline() > due) timer_.arm_at(due);
+}
+
 void Connection::on_timer() {
     switch (state_) {
     case State::handshaking: close_now(CloseReason::handshake_timeout); return;
     case State::open:
     case State::draining: {
+        const auto now = Clock::now();
+        // While its input is paused on our side, a frame cannot be the peer's fault.
+        const bool frame_due = frame_started_ != Clock::time_point{} && !input_stopped();
+        if (frame_due && frame_started_ + shared_.limits.frame_timeout <= now) {
+            // Dribbling keeps a connection active, never a frame alive.
+            warn("frame not complete within " +
+                 std::to_string(shared_.limits.frame_timeout.count()) + " ms of its first byte");
+            close_now(CloseReason::frame_timeout);
+            return;
+        }
         auto due = last_activity_ + shared_.limits.idle_timeout;
-        if (due > Clock::now()) {
+        if (frame_due) due = std::min(due, frame_started_ + shared_.limits.frame_timeout);
+        if (due > now) {
             timer_.arm_at(due);
             return;
         }
@@ -387,6 +427,8 @@ void Connection::close_now(CloseReason why) {
     state_ = State::closed;
     timer_.cancel();
     shared_.recorder.forget(*this);
+    shared_.partial_bytes -= partial_counted_;
+    partial_counted_ = 0;
     shared_.reactor.forget(this);
     shared_.reactor.remove(fd_.get());
     tls_.reset();

@@ -49,6 +49,8 @@ enum class CloseReason {
     tls_failed,         // handshake or record layer failure
     handshake_timeout,
     idle_timeout,
+    frame_timeout,      // a frame not complete within --frame-timeout of its first byte
+    shed,               // the largest partial frame when the partial-input budget was reached
     protocol_error,     // ERROR 1 to 5 sent
     server_shutdown,    // ERROR 7 sent
     shutdown_timeout,   // still open when the shutdown bound passed
@@ -62,6 +64,8 @@ struct Limits {
     std::size_t max_output = 1u << 20;  // pending output before input pauses
     std::chrono::milliseconds handshake_timeout{10000};
     std::chrono::milliseconds idle_timeout{300000};
+    std::chrono::milliseconds frame_timeout{30000};  // first byte of a frame to its last
+    std::size_t max_partial_input = 64u << 20;       // all connections' partial frames together
     std::chrono::milliseconds linger{2000};  // closing + lingering bound
     int reads_per_pass = 8;                  // TLS records read per connection per pass
     int frames_per_pass = 256;               // frames handled per connection per pass
@@ -79,6 +83,10 @@ struct Shared {
     std::vector<std::uint8_t> scratch;
     std::vector<std::uint8_t> payload_buf;
     FailureLog* failures = nullptr;  // lines about unauthenticated connections
+    // Memory held by all frame readers (partial frames); over the budget,
+    // over_budget() runs (once per pass: the server sheds the largest).
+    std::size_t partial_bytes = 0;
+    std::function<void()> over_budget;
     // Called (once) when a connection has closed its socket; the owner
     // destroys the connection, deferred to the end of the pass.
     std::function<void(std::uint64_t id)> on_closed;
@@ -111,6 +119,10 @@ public:
     void record_room() override;
 
     State state() const { return state_; }
+    // Memory its frame reader holds (counted in Shared::partial_bytes), and
+    // since when its current partial frame has been arriving.
+    std::size_t partial_bytes() const { return partial_counted_; }
+    Clock::time_point frame_started() const { return frame_started_; }
     std::uint64_t id() const { return id_; }
 
 private:
@@ -132,6 +144,8 @@ private:
     void enter_closing(CloseReason why);
     void close_now(CloseReason why);
     void on_timer();
+    void account_partial();
+    void arm_frame_deadline();
     std::string who() const;
     std::size_t pending_output() const { return out_.size() + wbuf_.size(); }
 
@@ -160,6 +174,8 @@ private:
     Timer timer_;
     Clock::time_point started_;
     Clock::time_point last_activity_;
+    Clock::time_point frame_started_{};  // first byte of the partial frame; {} when none
+    std::size_t partial_counted_ = 0;    // this reader's share of Shared::partial_bytes
     std::string tls_version_;
     std::string tls_cipher_;
     std::uint64_t frames_in_ = 0, bytes_in_ = 0, frames_out_ = 0, bytes_out_ = 0;

@@ -45,7 +45,8 @@ struct Options {
     double record_timeout = 3;
     std::string journal_namespace;
     std::size_t max_connections = 10000;
-    double handshake_timeout = 10, idle_timeout = 300, shutdown_timeout = 5;
+    double handshake_timeout = 10, idle_timeout = 300, shutdown_timeout = 5, frame_timeout = 30;
+    std::size_t max_partial_input = 64u << 20;
     std::size_t max_payload = default_max_payload;
     std::size_t max_output = 1u << 20;
     std::string tls_min_version = "1.3";
@@ -170,6 +171,7 @@ int run(Options& o) {
     Limits limits;
     limits.handshake_timeout = seconds_opt(o.handshake_timeout, "--handshake-timeout");
     limits.idle_timeout = seconds_opt(o.idle_timeout, "--idle-timeout");
+    limits.frame_timeout = seconds_opt(o.frame_timeout, "--frame-timeout");
     auto shutdown_bound = seconds_opt(o.shutdown_timeout, "--shutdown-timeout");
     if (o.max_payload > max_max_payload)
         throw ConfigError("--max-payload must be at most " + std::to_string(max_max_payload));
@@ -177,6 +179,13 @@ int run(Options& o) {
     if (o.max_output < 65536) throw ConfigError("--max-output must be at least 65536");
     limits.max_payload = o.max_payload;
     limits.max_output = o.max_output;
+    // Room for two of the largest frames at least, or one could never arrive.
+    const std::size_t largest_frame = length_field_size + max_length_for(o.max_payload);
+    if (o.max_partial_input < 2 * largest_frame)
+        throw ConfigError("--max-partial-input must be at least twice the largest frame (" +
+                          std::to_string(2 * largest_frame) + " bytes with --max-payload " +
+                          std::to_string(o.max_payload) + ")");
+    limits.max_partial_input = o.max_partial_input;
     resolve_credential_paths(o);
     RecordOptions record;
     record.mode = parse_record_mode(o.record);
@@ -292,6 +301,13 @@ int main(int argc, char** argv) {
     app.add_option("--handshake-timeout", o.handshake_timeout, "seconds")->capture_default_str();
     app.add_option("--idle-timeout", o.idle_timeout, "seconds")->capture_default_str();
     app.add_option("--shutdown-timeout", o.shutdown_timeout, "seconds")->capture_default_str();
+    app.add_option("--frame-timeout", o.frame_timeout,
+                   "seconds from a frame's first byte to its last before the connection is closed")
+        ->capture_default_str();
+    app.add_option("--max-partial-input", o.max_partial_input,
+                   "bytes of partly received frames held for all connections together; over it, "
+                   "the connections holding the most are closed")
+        ->capture_default_str();
     app.add_option("--max-payload", o.max_payload, "largest message in bytes (at most 16 MiB)")
         ->capture_default_str();
     app.add_option("--max-output", o.max_output,

@@ -49,6 +49,11 @@ Server::Server(Reactor& reactor, Recorder& recorder, const Limits& limits,
       }) {
     shared_.on_closed = [this](std::uint64_t id) { closed(id); };
     shared_.failures = &failure_log_;
+    shared_.over_budget = [this] {
+        if (shed_scheduled_) return;
+        shed_scheduled_ = true;
+        reactor_.defer([this] { shed_partial_input(); });
+    };
 }
 
 Server::~Server() = default;
@@ -126,10 +131,49 @@ void Server::pause_accepting(const std::string& why) {
     accept_timer_.arm_in(accept_retry);
 }
 
+// The partial-input budget is reached: close the connections holding the
+// most partial input (the oldest frame first among equals) until the total
+// is back under the budget.  Said once per episode; the episode ends when
+// the total falls under half the budget.
+void Server::shed_partial_input() {
+    shed_scheduled_ = false;
+    const auto budget = shared_.limits.max_partial_input;
+    while (shared_.partial_bytes > budget) {
+        Connection* worst = nullptr;
+        for (auto& [id, c] : conns_) {
+            if (c->state() == Connection::State::closed || c->partial_bytes() == 0) continue;
+            if (!worst || c->partial_bytes() > worst->partial_bytes() ||
+                (c->partial_bytes() == worst->partial_bytes() && c->frame_started() < worst->frame_started()))
+                worst = c.get();
+        }
+        if (!worst) break;
+        if (!shed_episode_) {
+            log::warning("partial-input budget (--max-partial-input " + std::to_string(budget) +
+                         " bytes) reached: closing the connections that hold the largest partial "
+                         "frames, starting with conn " + std::to_string(worst->id()) + " (" +
+                         std::to_string(worst->partial_bytes()) + " bytes)");
+            shed_episode_ = true;
+        }
+        ++shed_count_;
+        worst->abort(CloseReason::shed);
+    }
+    end_shed_episode();
+}
+
+void Server::end_shed_episode() {
+    if (shed_episode_ && shared_.partial_bytes < shared_.limits.max_partial_input / 2) {
+        log::notice("partial input back under half the budget; " + std::to_string(shed_count_) +
+                    " connection(s) closed to get there");
+        shed_episode_ = false;
+        shed_count_ = 0;
+    }
+}
+
 void Server::closed(std::uint64_t id) {
     // The connection is inside its own handler: destroy it after the pass.
     reactor_.defer([this, id] {
         conns_.erase(id);
+        end_shed_episode();
         if (on_change) on_change();
         if (shutting_down_ && conns_.empty()) finish();
     });

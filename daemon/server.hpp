@@ -57,6 +57,8 @@ private:
     void pause_accepting(const std::string& why);
     void closed(std::uint64_t id);
     void finish();
+    void shed_partial_input();
+    void end_shed_episode();
 
     Reactor& reactor_;
     FailureLog failure_log_;
@@ -71,6 +73,9 @@ private:
     Timer accept_timer_;
     std::uint64_t refused_ = 0;   // over --max-connections since the last report
     Clock::time_point refused_logged_{};
+    bool shed_scheduled_ = false;
+    bool shed_episode_ = false;   // budget reached, logged, not yet back under half
+    std::uint64_t shed_count_ = 0;
     bool shutting_down_ = false;
     Timer shutdown_timer_;
     std::function<void()> done_;
