@@ -47,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 from secmsg_harness import Daemon  # noqa: E402
 import journald_harness as jh  # noqa: E402
-from journald_harness import Journald, check_ack_iff_entry, exchange, read_answers  # noqa: E402
+from journald_harness import Journald, check_ack_iff_entry, exchange, kinds, read_answers, run_cases  # noqa: E402
 
 
 def field_bytes(entry, name):
@@ -64,9 +64,6 @@ def json_entries(matches, namespace=None):
     out = subprocess.run(argv + matches, capture_output=True, text=True, timeout=30).stdout
     return [json.loads(line) for line in out.split("\n") if line.strip()]  # not splitlines(): U+2028
 
-
-def kinds(answers):
-    return "".join("A" if a.kind == "ack" else "E%d" % a.code for a in answers)
 
 
 # ---------------------------------------------------------------- the cases
@@ -300,22 +297,5 @@ CASES = {"basics": case_basics, "gone": case_gone, "stopped": case_stopped, "lar
          "namespace": case_namespace}
 
 
-def main():
-    if any(n not in CASES for n in sys.argv[1:]):
-        print(__doc__)
-        return 2
-    jh.in_private_namespace()
-    names = sys.argv[1:] or list(CASES)
-    failures = []
-    for name in names:
-        t0 = time.monotonic()
-        got = CASES[name]()
-        print("%s: %s in %.1f s" % (name, "FAIL" if got else "ok", time.monotonic() - t0))
-        failures += ["%s: %s" % (name, f) for f in got]
-    for f in failures:
-        print("FAIL:", f)
-    return 1 if failures else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cases(CASES, __doc__, jh.in_private_namespace))

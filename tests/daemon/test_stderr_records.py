@@ -40,7 +40,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 from secmsg_harness import MESSAGE_LINE, Daemon, unescape  # noqa: E402
-from journald_harness import exchange, read_answers  # noqa: E402
+from journald_harness import exchange, kinds, read_answers, run_cases  # noqa: E402
 
 LOG_LINE = re.compile(rb"^secmsgd: [^\n]*$")
 
@@ -140,8 +140,12 @@ def check_lines(data, clients):
     return failures
 
 
-def kinds(answers):
-    return "".join("A" if a.kind == "ack" else "E%d" % a.code for a in answers)
+
+def stopped(rc, reader, clients):
+    """After the daemon stopped: its exit status, then check_lines over all
+    the pipe carried."""
+    failures = [] if rc == 0 else ["secmsgd exited with %s" % rc]
+    return failures + check_lines(reader.finish(), clients)
 
 
 def case_slow():
@@ -174,10 +178,7 @@ def case_slow():
         c.close()
     finally:
         rc = d.stop()
-    data = reader.finish()
-    if rc != 0:
-        failures.append("secmsgd exited with %s" % rc)
-    return failures + check_lines(data, clients)
+    return failures + stopped(rc, reader, clients)
 
 
 def case_unread():
@@ -224,10 +225,7 @@ def case_unread():
         b.close()
     finally:
         rc = d.stop()
-    data = reader.finish()
-    if rc != 0:
-        failures.append("secmsgd exited with %s" % rc)
-    return failures + check_lines(data, clients)
+    return failures + stopped(rc, reader, clients)
 
 
 def case_full():
@@ -256,21 +254,5 @@ def case_full():
 CASES = {"slow": case_slow, "unread": case_unread, "full": case_full}
 
 
-def main():
-    names = sys.argv[1:] or list(CASES)
-    if any(n not in CASES for n in names):
-        print(__doc__)
-        return 2
-    failures = []
-    for name in names:
-        t0 = time.monotonic()
-        got = CASES[name]()
-        print("%s: %s in %.1f s" % (name, "FAIL" if got else "ok", time.monotonic() - t0))
-        failures += ["%s: %s" % (name, f) for f in got]
-    for f in failures:
-        print("FAIL:", f)
-    return 1 if failures else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cases(CASES, __doc__))

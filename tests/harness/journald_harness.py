@@ -308,3 +308,30 @@ def check_ack_iff_entry(client, answers, namespace=None, timeout=10):
             failures.append("seq %d: answered ERROR 6 (not recorded) but %d entries are in the journal"
                             % (a.seq, len(got)))
     return failures
+
+
+def kinds(answers):
+    """Answers in one word: A per ACK, E<code> per ERROR."""
+    return "".join("A" if a.kind == "ack" else "E%d" % a.code for a in answers)
+
+
+def run_cases(cases, doc, setup=None):
+    """main() of a test of named cases: argv names the cases (default: all;
+    an unknown name prints `doc`), `setup` runs first (e.g.
+    in_private_namespace); each case returns its failures.  Returns the
+    exit status."""
+    names = sys.argv[1:] or list(cases)
+    if any(n not in cases for n in names):
+        print(doc)
+        return 2
+    if setup:
+        setup()
+    failures = []
+    for name in names:
+        t0 = time.monotonic()
+        got = cases[name]()
+        print("%s: %s in %.1f s" % (name, "FAIL" if got else "ok", time.monotonic() - t0))
+        failures += ["%s: %s" % (name, f) for f in got]
+    for f in failures:
+        print("FAIL:", f)
+    return 1 if failures else 0
