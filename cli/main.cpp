@@ -5,6 +5,7 @@
 
 #include "build_info.hpp"
 #include "client.hpp"
+#include "escape.hpp"
 #include "message_source.hpp"
 #include "pin.hpp"
 #include "psk.hpp"
@@ -32,6 +33,7 @@ using secmsg::Failure;
 enum Exit : int {
     ok = 0,
     usage = 64,        // EX_USAGE
+    data_err = 65,     // EX_DATAERR: the input holds a message too large to send
     no_input = 66,     // EX_NOINPUT: input, PSK or CA file missing or unusable
     unavailable = 69,  // EX_UNAVAILABLE: server unreachable
     temp_fail = 75,    // EX_TEMPFAIL: ERROR 6 or 7, connection lost: may be resent
@@ -152,6 +154,22 @@ int run(const Options& o, Mode mode) {
         return no_input;
     }
 
+    // --whole: all of the input is read, within the largest message there
+    // can be, before anything is sent (and before connecting).
+    std::unique_ptr<secmsg::WholeSource> whole;
+    if (mode == Mode::pipe && o.whole) {
+        whole = std::make_unique<secmsg::WholeSource>(STDIN_FILENO, secmsg::max_max_payload);
+        try {
+            whole->read_to_end();
+        } catch (const secmsg::InputTooLarge& e) {
+            say(std::string("--whole: ") + e.what() + "; nothing was sent");
+            return data_err;
+        } catch (const std::system_error& e) {
+            say(std::string(e.what()) + " (standard input)");
+            return no_input;
+        }
+    }
+
     secmsg::ConnectOptions co;
     co.host = o.host;
     co.port = o.port;
@@ -169,7 +187,7 @@ int run(const Options& o, Mode mode) {
     auto& s = conn->session();
     const std::string details = s.version() + ", " + s.cipher() + ", " +
                                 secmsg::tls::key_exchange_group(s) +
-                                (s.alpn().empty() ? "" : ", ALPN " + s.alpn());
+                                (s.alpn().empty() ? "" : ", ALPN " + secmsg::escape_payload(s.alpn()));
     if (o.verbose)
         say("connected to " + conn->peer() + " (" + details + "), server key " +
             secmsg::tls::peer_pin(s));
@@ -186,8 +204,8 @@ int run(const Options& o, Mode mode) {
         prompt();
         break;
     case Mode::pipe:
-        if (o.whole)
-            source = std::make_unique<secmsg::WholeSource>(STDIN_FILENO);
+        if (whole)
+            source = std::move(whole);
         else
             source = std::make_unique<secmsg::LineSource>(STDIN_FILENO);
         break;
@@ -229,6 +247,9 @@ int run(const Options& o, Mode mode) {
     } catch (const std::system_error& e) {
         say(std::string(e.what()) + " (standard input)");
         return no_input;
+    } catch (const secmsg::InputTooLarge& e) {
+        say(std::string(e.what()) + " (standard input); it was not sent");
+        return data_err;
     }
     const auto took = std::chrono::steady_clock::now() - start;
     if (mode == Mode::interactive && r.failure != Failure::none) std::cout << '\n' << std::flush;
@@ -249,9 +270,10 @@ int main(int argc, char** argv) {
 
     CLI::App app{"secmsg: send messages to secmsgd over TLS, each sealed with a pre-shared key.\n"
                  "Interactive when standard input is a terminal; otherwise each input line is\n"
-                 "one message.  Exit status: 0 all acknowledged, 64 usage, 66 file missing,\n"
-                 "69 server unreachable, 75 not recorded or connection lost (resend later),\n"
-                 "76 protocol error, 77 certificate or pin rejected.  See secmsg(1).",
+                 "one message.  Exit status: 0 all acknowledged, 64 usage, 65 input too large,\n"
+                 "66 file missing, 69 server unreachable, 75 not recorded or connection lost\n"
+                 "(resend later), 76 protocol error, 77 certificate or pin rejected.\n"
+                 "See secmsg(1).",
                  "secmsg"};
     Options o;
     std::string host, port_text;

@@ -203,7 +203,6 @@ private:
     std::vector<std::uint8_t> msg_;
     std::vector<std::uint8_t> rbuf_;
     std::vector<ClientSession::Event> events_;
-    std::vector<std::uint64_t> sizes_;   // message sizes, by seq, until acked
     bool source_ended_ = false;
     bool source_waiting_ = false;
     bool want_pollout_ = false;
@@ -237,7 +236,6 @@ void Runner::pull() {
         } else {
             if (session_.in_flight() == 0) last_progress_ = Clock::now();
             session_.send(msg_, queued_);
-            sizes_.push_back(msg_.size());
             ++report_.sent;
         }
     }
@@ -282,7 +280,7 @@ bool Runner::handle(const ClientSession::Event& e) {
     if (e.kind == Kind::acked || e.kind == Kind::not_recorded) {
         if (e.kind == Kind::acked) {
             ++report_.acked;
-            if (e.seq < sizes_.size()) report_.bytes += sizes_[e.seq];
+            report_.bytes += e.bytes;
         } else {
             ++report_.not_recorded;
         }

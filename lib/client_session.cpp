@@ -1,10 +1,19 @@
 // Client side of a secmsg/1 connection: sealing MSGs and checking replies.
 #include "client_session.hpp"
 
+#include "escape.hpp"
+
 #include <algorithm>
 #include <utility>
 
 namespace secmsg {
+
+namespace {
+
+// What the server wrote, for people: at most this many bytes once escaped.
+constexpr std::size_t shown_text = 1024;
+
+}  // namespace
 
 ClientSession::ClientSession(std::shared_ptr<const FrameKeys> keys, std::size_t window)
     : channel_(std::move(keys), Role::client), window_(std::max<std::size_t>(window, 1)) {}
@@ -16,7 +25,7 @@ std::uint64_t ClientSession::oldest_pending() const {
 std::uint64_t ClientSession::send(std::span<const std::uint8_t> message,
                                   std::vector<std::uint8_t>& out) {
     const std::uint64_t seq = channel_.seal(FrameType::msg, message, out);
-    pending_.push_back({seq, sha256(message)});
+    pending_.push_back({seq, sha256(message), message.size()});
     return seq;
 }
 
@@ -83,7 +92,8 @@ void ClientSession::handle_frame(std::span<const std::uint8_t> frame,
                         "the server's ACK for seq " + std::to_string(p.seq) +
                             " carries a digest that does not match the message sent",
                         events);
-        events.push_back({Event::Kind::acked, p.seq, 0, ProtoError::ok, std::string(ack->note)});
+        events.push_back({Event::Kind::acked, p.seq, 0, ProtoError::ok,
+                          escape_payload(ack->note, shown_text), p.bytes});
         pending_.pop_front();
         return;
     }
@@ -100,13 +110,14 @@ void ClientSession::handle_frame(std::span<const std::uint8_t> frame,
                             " was due",
                         events);
         events.push_back({Event::Kind::not_recorded, pending_.front().seq, err->code,
-                          ProtoError::ok, std::string(err->reason)});
+                          ProtoError::ok, escape_payload(err->reason, shown_text),
+                          pending_.front().bytes});
         pending_.pop_front();
         return;
     }
     finished_ = true;
     events.push_back({Event::Kind::server_error, err->ref_seq, err->code, ProtoError::ok,
-                      std::string(err->reason)});
+                      escape_payload(err->reason, shown_text)});
 }
 
 }  // namespace secmsg

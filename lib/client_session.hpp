@@ -1,6 +1,8 @@
 // The client side of one secmsg/1 connection, without I/O: seals MSGs, keeps
 // the ones sent but not yet acknowledged (a bounded window), and checks every
 // ACK or ERROR the server sends against them.  The caller moves the bytes.
+// Nothing is kept about a message once it is answered, so memory is bounded
+// by the window however many messages pass.
 #pragma once
 
 #include "frame_reader.hpp"
@@ -25,7 +27,9 @@ public:
     explicit ClientSession(std::shared_ptr<const FrameKeys> keys,
                            std::size_t window = default_window);
 
-    // What one frame from the server meant.
+    // What one frame from the server meant.  `text` is safe to print: what
+    // the server wrote (note, reason) is escaped (escape.hpp), since anyone
+    // holding the PSK can write it.
     struct Event {
         enum class Kind {
             acked,           // ACK matching the oldest unacknowledged MSG (seq, text = note)
@@ -38,6 +42,7 @@ public:
         std::uint16_t code = 0;
         ProtoError local = ProtoError::ok;  // protocol_error: what is wrong
         std::string text;
+        std::uint64_t bytes = 0;  // acked, not_recorded: the size of that message
     };
 
     bool can_send() const { return !finished_ && pending_.size() < window_; }
@@ -66,6 +71,7 @@ private:
     struct Pending {
         std::uint64_t seq;
         Digest digest;
+        std::uint64_t bytes;
     };
 
     Channel channel_;

@@ -3,11 +3,21 @@
 // say when they need their fd to become readable.
 #pragma once
 
+#include "protocol.hpp"
+
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace secmsg {
+
+// A message in the input is larger than the source's limit; what() says so
+// in one line.  Nothing of that message was handed out.
+class InputTooLarge : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
 
 class MessageSource {
 public:
@@ -28,10 +38,12 @@ public:
 };
 
 // Each line of `fd` is one message, without its '\n'; a last line without
-// '\n' is a message too.  Does not own `fd`.
+// '\n' is a message too.  Does not own `fd`.  A line longer than `limit`
+// bytes makes on_readable() throw InputTooLarge as soon as that many bytes
+// of it are buffered, so memory stays bounded whatever the input.
 class LineSource : public MessageSource {
 public:
-    explicit LineSource(int fd) : fd_(fd) {}
+    explicit LineSource(int fd, std::size_t limit = max_max_payload) : fd_(fd), limit_(limit) {}
     Next next(std::vector<std::uint8_t>& msg) override;
     int fd() const override { return fd_; }
     void on_readable() override;
@@ -39,7 +51,10 @@ public:
     bool at_eof() const { return eof_; }
 
 private:
+    [[noreturn]] void too_long() const;
+
     int fd_;
+    std::size_t limit_;
     std::vector<std::uint8_t> buf_;
     std::size_t start_ = 0;  // first byte not yet handed out
     std::size_t scan_ = 0;   // bytes before this hold no '\n'
@@ -47,16 +62,24 @@ private:
 };
 
 // Everything `fd` holds, up to end of input, as one message (binary-safe).
-// Does not own `fd`.
+// Does not own `fd`.  Input longer than `limit` bytes makes on_readable()
+// throw InputTooLarge once limit + 1 bytes have been read: no more is read
+// or kept.
 class WholeSource : public MessageSource {
 public:
-    explicit WholeSource(int fd) : fd_(fd) {}
+    explicit WholeSource(int fd, std::size_t limit = max_max_payload) : fd_(fd), limit_(limit) {}
     Next next(std::vector<std::uint8_t>& msg) override;
     int fd() const override { return fd_; }
     void on_readable() override;
 
+    // Reads to the end of input, waiting for it as long as it takes (so that
+    // the input is known whole before anything is sent).  Throws
+    // InputTooLarge or std::system_error as on_readable() does.
+    void read_to_end();
+
 private:
     int fd_;
+    std::size_t limit_;
     std::vector<std::uint8_t> buf_;
     bool eof_ = false;
     bool sent_ = false;

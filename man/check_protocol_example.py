@@ -2,8 +2,12 @@
 """The worked example of secmsg-protocol(7), recomputed from the page's own
 rules with python3-cryptography: the PSK file, the derived keys, and both
 frames (length, header, ciphertext, tag) must be exactly what the page shows.
+The numbers the page states in words (the smallest and the largest default
+length, the size of a PSK file, the lengths in the example) are recomputed
+too, and with the path of lib/protocol.hpp the page's defaults must be the
+code's.
 
-usage: check_protocol_example.py secmsg-protocol.7
+usage: check_protocol_example.py secmsg-protocol.7 [protocol.hpp]
 """
 
 import base64
@@ -78,6 +82,82 @@ same(fields(blocks[2]), seal(1, 0, bytes(range(0xa0, 0xb0)), b'hello'), 'the MSG
 ack_payload = struct.pack('>Q', 0) + hashlib.sha256(b'hello').digest() + b'recorded'
 check(''.join(blocks[3].split()) == ack_payload.hex(), 'the ACK payload is acked_seq || SHA-256 || note')
 same(fields(blocks[4]), seal(2, 0, bytes(range(0xb0, 0xc0)), ack_payload), 'the ACK frame')
+
+
+
+# ------------------------------------------------- the numbers given in words
+
+words = ' '.join(re.sub(r'(?m)^\.(?:Va|Ql|Sy|Em|No) ', '', page).split())
+
+
+def stated(pattern, what):
+    """The numbers (decimal, or hex where the group is named h...) that the
+    page's text gives at `pattern`; None (a failure) when it is not there."""
+    m = re.search(pattern, words)
+    check(m is not None, 'the page states ' + what)
+    if not m:
+        return None
+    return [int(v, 16 if k.startswith('h') else 10) for k, v in m.groupdict().items()]
+
+
+def length_for(payload_bytes):
+    """The length field of a frame carrying that many payload bytes."""
+    return 58 + 16 * (payload_bytes // 16 + 1)
+
+
+v = stated(r'padding, (?P<n>\d+) characters\)', 'the size of a PSK file')
+if v:
+    check(v[0] == len(base64.b64encode(psk)), 'a PSK file line has %d characters' % len(base64.b64encode(psk)))
+
+v = stated(r'The smallest frame therefore has length (?P<a>\d+) and occupies (?P<b>\d+) bytes',
+           'the smallest frame')
+if v:
+    check(v == [length_for(0), length_for(0) + 4], 'the smallest frame has length %d and occupies %d bytes'
+          % (length_for(0), length_for(0) + 4))
+v = stated(r'a length below (?P<a>\d+), or such that', 'the smallest length')
+if v:
+    check(v[0] == length_for(0), 'a length below %d is malformed' % length_for(0))
+
+check('above 58 + 16 \\(mu (max_payload / 16 + 1)' in words,
+      'the page gives the largest length as 58 + 16 * (max_payload / 16 + 1)')
+v = stated(r'max_payload is the largest message the server accepts, (?P<a>\d+) bytes unless configured '
+           r'otherwise \(at most (?P<b>\d+) MiB\), so by default the largest acceptable length is (?P<c>\d+)\.',
+           'the default max_payload, its bound and the largest default length')
+if v:
+    default_max, bound_mib, largest = v
+    check(largest == length_for(default_max),
+          'the largest default length is 58 + 16 * (%d / 16 + 1) = %d (the page says %d)'
+          % (default_max, length_for(default_max), largest))
+    if len(sys.argv) > 2:
+        code = open(sys.argv[2], encoding='utf-8').read()
+
+        def constant(name):
+            m = re.search(r'\b%s = ([0-9u* ]+);' % name, code)
+            value = 1
+            for factor in m.group(1).replace('u', '').split('*'):
+                value *= int(factor)
+            return value
+        check(default_max == constant('default_max_payload'),
+              "the default max_payload is protocol.hpp's default_max_payload")
+        check(bound_mib << 20 == constant('max_max_payload'),
+              "the bound on max_payload is protocol.hpp's max_max_payload")
+        check(length_for(0) == constant('min_length'), "the smallest length is protocol.hpp's min_length")
+
+# The worked example's own arithmetic.
+ct = len(seal(1, 0, bytes(16), b'hello')['ciphertext']) // 2
+v = stated(r'so length is 58 \+ (?P<a>\d+) = (?P<b>\d+) \(hex (?P<hc>[0-9a-f]+)\) and the frame has '
+           r'(?P<d>\d+) bytes', 'the length of the MSG frame')
+if v:
+    check(v == [ct, 58 + ct, 58 + ct, 62 + ct],
+          'the MSG frame: length 58 + %d = %d (hex %x), %d bytes' % (ct, 58 + ct, 58 + ct, 62 + ct))
+ct = len(seal(2, 0, bytes(16), ack_payload)['ciphertext']) // 2
+v = stated(r'These (?P<a>\d+) bytes are a multiple of 16, so PKCS#7 adds a full block and the '
+           r'ciphertext has (?P<b>\d+) bytes; length is 58 \+ (?P<c>\d+) = (?P<d>\d+) \(hex (?P<he>[0-9a-f]+)\)',
+           'the length of the ACK frame')
+if v:
+    check(v == [len(ack_payload), ct, ct, 58 + ct, 58 + ct] and len(ack_payload) % 16 == 0,
+          'the ACK frame: %d payload bytes, ciphertext %d bytes, length 58 + %d = %d'
+          % (len(ack_payload), ct, ct, 58 + ct))
 
 print('%d failure(s)' % len(failures))
 sys.exit(1 if failures else 0)

@@ -8,6 +8,7 @@ Run one class:  SECMSG=build/cli/secmsg SECMSGD=build/daemon/secmsgd \\
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import ssl
@@ -24,7 +25,7 @@ from secmsg_harness import (ACK, ERROR, Daemon, Keys, free_port,  # noqa: E402
                             make_credentials, open_frame, seal)
 import client_harness as ch  # noqa: E402
 
-EX_OK, EX_USAGE, EX_NOINPUT, EX_UNAVAILABLE = 0, 64, 66, 69
+EX_OK, EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE = 0, 64, 65, 66, 69
 EX_TEMPFAIL, EX_PROTOCOL, EX_NOPERM = 75, 76, 77
 
 
@@ -66,7 +67,10 @@ class TestModes(ClientTest):
     def test_one_shot_messages_are_acknowledged_and_recorded(self):
         r = self.secmsg("-m", "hello", "-m", "world")
         self.assertStatus(r, EX_OK)
-        self.assertEqual(r.stdout.decode().splitlines(), ["seq 0: recorded", "seq 1: recorded"])
+        lines = r.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        for seq, line in enumerate(lines):  # the daemon's note: "recorded id=..."
+            self.assertRegex(line, r"^seq %d: recorded( id=[0-9a-f]{32}-\d+)?$" % seq)
         self.assertTrue(self.d.wait_log("text=\"world\""))
         self.assertEqual(self.recorded(), [b"hello", b"world"])
 
@@ -443,16 +447,18 @@ class LyingServer:
                 "--psk-file", os.path.join(self.dir, "psk")]
 
 
-class TestLyingServer(unittest.TestCase):
-    """A server that lies in its ACK is caught (the check itself is tested in
-    tests/cli/test_client_session.cpp; this is the same through the binary)."""
-
+class AgainstLyingServer(unittest.TestCase):
     def run_against(self, reply):
         server = LyingServer(reply)
         r = ch.run(server.args() + ["-m", "pay 10 EUR"])
         server.thread.join(10)
         server.listener.close()
         return r
+
+
+class TestLyingServer(AgainstLyingServer):
+    """A server that lies in its ACK is caught (the check itself is tested in
+    tests/cli/test_client_session.cpp; this is the same through the binary)."""
 
     def test_ack_with_the_digest_of_another_message(self):
         def reply(keys, seq, msg):
@@ -484,6 +490,119 @@ class TestLyingServer(unittest.TestCase):
         self.assertEqual(r.returncode, EX_PROTOCOL, r.stderr)
         self.assertIn(b"ERROR 4", r.stderr)
         self.assertIn(b"version says no", r.stderr)
+
+
+# What a hostile server (anyone holding the PSK) writes into its notes and
+# reasons: a window title, a screen clear, colours, a raw C1 CSI, U+009B as
+# UTF-8, a bare CR; and the escaped form the client must show instead.
+HOSTILE = b"\x1b]0;owned\x07\x1b[2J\x1b[31mred\r\x9b6n\xc2\x9bok \xc3\xa9"
+HOSTILE_SHOWN = b"\\x1b]0;owned\\x07\\x1b[2J\\x1b[31mred\\r\\x9b6n\\xc2\\x9bok \xc3\xa9"
+
+
+class TestHostileServer(AgainstLyingServer):
+    """Everything the server writes reaches the terminal escaped: control
+    characters (C0, DEL, C1) and invalid UTF-8 as \\xHH, valid UTF-8 as it is."""
+
+    def assertEscaped(self, r, where):
+        out = r.stdout + r.stderr
+        for c in list(range(0x00, 0x20)) + [0x7f] + list(range(0x80, 0xa0)):
+            if c != 0x0a:
+                self.assertNotIn(bytes([c]), out.replace(b"\xc2\x9b", b""),
+                                 "raw control byte %#x in the output" % c)
+        self.assertNotIn(b"\xc2\x9b", out, "raw U+009B in the output")
+        self.assertIn(HOSTILE_SHOWN, where)
+
+    def test_ack_note_is_escaped(self):
+        def reply(keys, seq, msg):
+            return seal(keys, ACK, 0, struct.pack(">Q", seq) + hashlib.sha256(msg).digest() + HOSTILE)
+        r = self.run_against(reply)
+        self.assertEqual(r.returncode, EX_OK, r.stderr)
+        self.assertEscaped(r, r.stdout)
+
+    def test_error_reason_is_escaped(self):
+        def reply(keys, seq, msg):
+            return seal(keys, ERROR, 0, struct.pack(">HQ", 4, 2**64 - 1) + HOSTILE)
+        r = self.run_against(reply)
+        self.assertEqual(r.returncode, EX_PROTOCOL, r.stderr)
+        self.assertIn(b"ERROR 4", r.stderr)
+        self.assertEscaped(r, r.stderr)
+
+    def test_not_recorded_reason_is_escaped(self):
+        def reply(keys, seq, msg):
+            return seal(keys, ERROR, 0, struct.pack(">HQ", 6, seq) + HOSTILE)
+        r = self.run_against(reply)
+        self.assertEqual(r.returncode, EX_TEMPFAIL, r.stderr)
+        self.assertIn(b"NOT recorded", r.stderr)
+        self.assertEscaped(r, r.stderr)
+
+
+# Runs a command in a fresh, small process and writes the child's peak RSS
+# (ru_maxrss, KiB) to the file argv[1].  The kernel carries a process's peak
+# over exec and counts what it inherited at fork, so the child must not be
+# forked from this test process, which is larger than the client.
+MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(args, stdin, env):
+    """Runs secmsg with stdin from a file; returns (status, stdout, stderr,
+    its peak RSS in KiB)."""
+    with tempfile.NamedTemporaryFile() as rss:
+        r = subprocess.run([sys.executable, "-S", "-c", MEASURE, rss.name] + ch.command(args),
+                           stdin=stdin, capture_output=True, env=env, timeout=300)
+        with open(rss.name) as f:
+            peak = int(f.read() or 0)
+        return r.returncode, r.stdout, r.stderr, peak
+
+
+@unittest.skipIf(os.environ.get("SECMSG_WRAPPER"), "measures the client's own memory")
+class TestMemory(ClientTest):
+    """The client's memory is bounded whatever the input."""
+
+    def input_file(self, size=None, lines=None):
+        f = tempfile.TemporaryFile()
+        if size is not None:
+            chunk = b"z" * (1 << 20)
+            for _ in range(size >> 20):
+                f.write(chunk)
+        else:
+            for start in range(0, lines, 10000):
+                f.write(b"".join(b"m%07d\n" % i for i in range(start, min(lines, start + 10000))))
+        f.seek(0)
+        return f
+
+    def test_whole_refuses_input_above_16_mib_as_it_reads_and_sends_nothing(self):
+        with self.input_file(size=20 << 20) as f:
+            status, _, err, rss = run_measured(ch.trust_args(self.d) + ["--whole"], f, self.env)
+        self.assertEqual(status, EX_DATAERR, err)
+        self.assertIn(b"larger than 16777216 bytes", err)
+        self.assertIn(b"nothing was sent", err)
+        # Reading stops one byte past 16 MiB: what is held is that, plus the
+        # program itself (a few MiB); reading all 20 MB would exceed this.
+        self.assertLess(rss, 28 * 1024, "peak RSS %d KiB" % rss)
+        # Not even a connection: no TLS session appears in the daemon's log.
+        self.assertFalse(self.d.wait_log(r"closed: tls TLSv", timeout=1), self.d.log())
+        self.assertEqual(self.recorded(), [])
+
+    def test_pipe_mode_keeps_nothing_per_acknowledged_message(self):
+        d = self.start_daemon(record="none")
+        rss = {}
+        for n in (20000, 1000000):
+            with self.input_file(lines=n) as f:
+                status, _, err, rss[n] = run_measured(ch.trust_args(d), f, self.env)
+            self.assertEqual(status, EX_OK, err)
+            self.assertIn(b"%d of %d messages acknowledged" % (n, n), err)
+        # 980,000 more messages, the same memory: 8 bytes kept per message
+        # would be 7.5 MiB more.
+        self.assertLess(rss[1000000] - rss[20000], 3 * 1024, rss)
 
 
 class TestClientHello(unittest.TestCase):

@@ -228,3 +228,56 @@ TEST_CASE("garbage from the server is a malformed frame") {
     CHECK(ev[0].kind == Kind::protocol_error);
     CHECK(ev[0].local == secmsg::ProtoError::malformed);
 }
+
+TEST_CASE("nothing is kept about a message once it is acknowledged") {
+    // Bounded memory for unbounded input: after any number of messages, the
+    // session holds only those awaiting their reply, and every ACK reports
+    // the size of its message (what the caller counts, instead of keeping
+    // sizes of its own).
+    const auto keys = keys_from(9);
+    ClientSession c(keys, 8);
+    Server s(keys);
+    std::uint64_t total = 0, acked_bytes = 0;
+    std::vector<std::uint8_t> wire, replies;
+    std::vector<ClientSession::Event> ev;
+    for (std::uint64_t i = 0; i < 20000; ++i) {
+        const std::string m(i % 37, 'm');
+        wire.clear();
+        c.send(bytes(m), wire);
+        total += m.size();
+        REQUIRE(s.take(wire).size() == 1);
+        replies.clear();
+        s.ack(i, m, "recorded", replies);
+        ev.clear();
+        c.receive(replies, ev);
+        REQUIRE(ev.size() == 1);
+        REQUIRE(ev[0].kind == Kind::acked);
+        CHECK(ev[0].bytes == m.size());
+        acked_bytes += ev[0].bytes;
+    }
+    CHECK(c.in_flight() == 0);
+    CHECK(c.oldest_pending() == secmsg::no_seq);
+    CHECK(acked_bytes == total);
+}
+
+TEST_CASE("what the server writes comes out escaped: notes and reasons") {
+    const auto keys = keys_from(10);
+    ClientSession c(keys);
+    Server s(keys);
+    std::vector<std::uint8_t> wire, replies;
+    c.send(bytes("a"), wire);
+    c.send(bytes("b"), wire);
+    s.take(wire);
+    s.ack(0, "a", "\x1b]0;owned\x07 ok \xc3\xa9", replies);
+    s.error(6, 1, "\x1b[2Jgone\r\n\x9b", replies);
+    c.send(bytes("c"), wire);
+    s.error(4, secmsg::no_seq, "\x1b[31mred", replies);
+    std::vector<ClientSession::Event> ev;
+    c.receive(replies, ev);
+    REQUIRE(ev.size() == 3);
+    CHECK(ev[0].text == "\\x1b]0;owned\\x07 ok \xc3\xa9");
+    CHECK(ev[1].kind == Kind::not_recorded);
+    CHECK(ev[1].text == "\\x1b[2Jgone\\r\\n\\x9b");
+    CHECK(ev[2].kind == Kind::server_error);
+    CHECK(ev[2].text == "\\x1b[31mred");
+}

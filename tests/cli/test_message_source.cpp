@@ -82,3 +82,50 @@ TEST_CASE("a list of messages, then the end") {
     CHECK(msg.empty());
     CHECK(src.next(msg) == Next::end);
 }
+
+TEST_CASE("whole input above the limit is refused after limit + 1 bytes, no more read") {
+    Pipe p;
+    secmsg::WholeSource src(p.fds[0], 10);
+    p.put("0123456789");
+    src.on_readable();
+    std::vector<std::uint8_t> msg;
+    CHECK(src.next(msg) == Next::wait);
+    p.put("abcdef");
+    CHECK_THROWS_AS(src.on_readable(), secmsg::InputTooLarge);
+    // Only one byte past the limit was taken from the pipe.
+    char rest[16];
+    CHECK(::read(p.fds[0], rest, sizeof rest) == 5);
+}
+
+TEST_CASE("whole input of exactly the limit is one message; read_to_end waits for the end") {
+    Pipe p;
+    secmsg::WholeSource src(p.fds[0], 10);
+    p.put("0123456789");
+    p.closew();
+    src.read_to_end();
+    std::vector<std::uint8_t> msg;
+    REQUIRE(src.next(msg) == Next::message);
+    CHECK(text(msg) == "0123456789");
+}
+
+TEST_CASE("a line longer than the limit is refused before it is all buffered") {
+    Pipe p;
+    secmsg::LineSource src(p.fds[0], 8);
+    std::vector<std::uint8_t> msg;
+    p.put("12345678\nabc");
+    src.on_readable();
+    REQUIRE(src.next(msg) == Next::message);
+    CHECK(text(msg) == "12345678");  // exactly the limit is fine
+    CHECK(src.next(msg) == Next::wait);
+    p.put("defghi");  // 9 bytes and no end in sight
+    CHECK_THROWS_AS(src.on_readable(), secmsg::InputTooLarge);
+}
+
+TEST_CASE("a too long line that ends within one read is refused too") {
+    Pipe p;
+    secmsg::LineSource src(p.fds[0], 4);
+    std::vector<std::uint8_t> msg;
+    p.put("123456\n");
+    src.on_readable();
+    CHECK_THROWS_AS(src.next(msg), secmsg::InputTooLarge);
+}
