@@ -199,7 +199,16 @@ void Connection::handle_frame(std::span<const std::uint8_t> frame) {
     ++frames_in_;
     const Digest digest = sha256(o.plaintext);
     const std::string id = record_id_ + "-" + std::to_string(o.seq);
-    MessageInfo info{peer_, id_, id, o.seq, o.plaintext, &digest};
+    MessageInfo info;
+    info.peer = peer_;
+    info.conn = id_;
+    info.id = id;
+    info.seq = o.seq;
+    info.payload = o.plaintext;
+    info.sha256 = &digest;
+    info.via = identity_.via;
+    info.client = identity_.client;
+    info.client_pin = identity_.client_pin;
     const auto since = record_since_ == Clock::time_point{} ? Clock::now() : record_since_;
     record_since_ = {};
     auto r = shared_.recorder.record(info, *this, since);

@@ -92,6 +92,14 @@ struct Shared {
     std::function<void(std::uint64_t id)> on_closed;
 };
 
+// Who the peer is beyond its address, as recorded with each message; each
+// field empty when unknown (then left out of the record).
+struct PeerIdentity {
+    std::string via;         // SECMSG_VIA: the proxy the connection came through
+    std::string client;      // SECMSG_CLIENT: the client certificate's matched name, or pin
+    std::string client_pin;  // SECMSG_CLIENT_PIN: "sha256:PIN" of the client's public key
+};
+
 class Connection : public Handler, public RecordClient {
 public:
     enum class State { handshaking, open, draining, closing, lingering, closed };
@@ -152,6 +160,7 @@ private:
     Shared& shared_;
     Fd fd_;
     std::string peer_;
+    PeerIdentity identity_;
     std::uint64_t id_;
     State state_ = State::handshaking;
     CloseReason reason_ = CloseReason::none;

@@ -106,6 +106,10 @@ void JournalRecorder::encode(const MessageInfo& m, std::vector<std::uint8_t>& ou
     append_field(out, "SECMSG_CONN", std::to_string(m.conn));
     append_field(out, "SECMSG_SEQ", std::to_string(m.seq));
     append_field(out, "SECMSG_ID", m.id);
+    if (!m.via.empty()) append_field(out, "SECMSG_VIA", m.via);
+    if (!m.key.empty()) append_field(out, "SECMSG_KEY", m.key);
+    if (!m.client.empty()) append_field(out, "SECMSG_CLIENT", m.client);
+    if (!m.client_pin.empty()) append_field(out, "SECMSG_CLIENT_PIN", m.client_pin);
     append_field(out, "MESSAGE_ID", message_id);
     append_field(out, "PRIORITY", "6");
     append_field(out, "SYSLOG_IDENTIFIER", "secmsgd");

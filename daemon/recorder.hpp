@@ -12,6 +12,7 @@
 // socket, or the last byte of its line written to stderr.
 #pragma once
 
+#include "escape.hpp"
 #include "payload.hpp"
 #include "reactor.hpp"
 
@@ -34,6 +35,11 @@ struct MessageInfo {
     std::uint64_t seq = 0;   // the MSG's sequence number
     std::span<const std::uint8_t> payload;
     const Digest* sha256 = nullptr;
+    // Optional; an empty field is left out of the record.
+    std::string_view via;         // SECMSG_VIA: the proxy the connection came through
+    std::string_view key;         // SECMSG_KEY: public fingerprint of the PSK used
+    std::string_view client;      // SECMSG_CLIENT: the client's matched name, or pin
+    std::string_view client_pin;  // SECMSG_CLIENT_PIN: sha256:PIN of its public key
 };
 
 // What a recorder calls back: the connection whose message is queued or
@@ -100,11 +106,8 @@ std::string journal_socket_path(const std::string& ns);
 // std::runtime_error when the journal is unreachable.
 std::unique_ptr<Recorder> make_recorder(Reactor& r, const RecordOptions& o);
 
-// A printable rendering of a payload, one line: valid UTF-8 text as it is;
-// control characters (C0, C1, U+2028/9), backslash, quote and invalid bytes
-// escaped (\n, \t, \r, \\, \", \xHH per byte).  With
-// `limit`, at most that many output bytes, then "..." and the full size.
-std::string escape_payload(std::span<const std::uint8_t> p, std::size_t limit = 0);
+// Payloads are rendered for people with secmsg::escape_payload (escape.hpp).
+using secmsg::escape_payload;
 
 // Lower-case hex of a digest.
 std::string hex_digest(const Digest& d);

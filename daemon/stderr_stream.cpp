@@ -33,10 +33,13 @@ StderrStream::~StderrStream() { detach(); }
 
 void StderrStream::encode(const MessageInfo& m, std::vector<std::uint8_t>& out) {
     std::string line = "message conn=" + std::to_string(m.conn) + " id=" + std::string(m.id) +
-                       " peer=" + std::string(m.peer) + " seq=" + std::to_string(m.seq) +
-                       " bytes=" + std::to_string(m.payload.size()) +
-                       " sha256=" + hex_digest(*m.sha256) + " text=\"" + escape_payload(m.payload) +
-                       "\"\n";
+                       " peer=" + std::string(m.peer);
+    // Optional fields, each only when known (their values hold no spaces).
+    if (!m.via.empty()) line += " via=" + std::string(m.via);
+    if (!m.client.empty()) line += " client=" + escape_payload(m.client);
+    if (!m.key.empty()) line += " key=" + std::string(m.key);
+    line += " seq=" + std::to_string(m.seq) + " bytes=" + std::to_string(m.payload.size()) +
+            " sha256=" + hex_digest(*m.sha256) + " text=\"" + escape_payload(m.payload) + "\"\n";
     out.assign(line.begin(), line.end());
 }
 

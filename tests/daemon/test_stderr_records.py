@@ -116,10 +116,10 @@ def check_lines(data, clients):
             if not m:
                 failures.append("line %d: a cut or glued record line: %r" % (n, line[:120]))
                 continue
-            p = unescape(m.group(7))
-            if len(p) != int(m.group(5)) or not m.group(2).endswith("-" + m.group(4)):
+            p = unescape(m["text"])
+            if len(p) != int(m["bytes"]) or not m["id"].endswith("-" + m["seq"]):
                 failures.append("line %d: record line inconsistent: %r" % (n, line[:120]))
-            records.setdefault(m.group(2), []).append(p)
+            records.setdefault(m["id"], []).append(p)
         elif not LOG_LINE.match(line) or b"message conn=" in line:
             failures.append("line %d: neither a record line nor a whole log line: %r" % (n, line[:160]))
     for c, answers in clients:

@@ -231,8 +231,12 @@ def free_port():
     return port
 
 
+# A --record stderr line; via, client and key appear only when known.
 MESSAGE_LINE = re.compile(
-    r"^message conn=(\d+) id=([0-9a-f]{32}-\d+) peer=(\S+) seq=(\d+) bytes=(\d+) sha256=([0-9a-f]{64}) text=\"(.*)\"$")
+    r"^message conn=(?P<conn>\d+) id=(?P<id>[0-9a-f]{32}-\d+) peer=(?P<peer>\S+)"
+    r"(?: via=(?P<via>\S+))?(?: client=(?P<client>\S+))?(?: key=(?P<key>\S+))?"
+    r" seq=(?P<seq>\d+) bytes=(?P<bytes>\d+) sha256=(?P<sha256>[0-9a-f]{64})"
+    r" text=\"(?P<text>.*)\"$")
 
 
 def unescape(text):
@@ -338,11 +342,11 @@ class Daemon:
         for line in self.log().split("\n"):  # not splitlines(): payloads may hold U+2028
             m = MESSAGE_LINE.match(line)
             if m:
-                payload = unescape(m.group(7))
-                assert len(payload) == int(m.group(5)), line[:200]
-                assert hashlib.sha256(payload).hexdigest() == m.group(6), line[:200]
-                assert m.group(2).endswith("-" + m.group(4)), line[:200]
-                out.append((int(m.group(1)), int(m.group(4)), payload))
+                payload = unescape(m["text"])
+                assert len(payload) == int(m["bytes"]), line[:200]
+                assert hashlib.sha256(payload).hexdigest() == m["sha256"], line[:200]
+                assert m["id"].endswith("-" + m["seq"]), line[:200]
+                out.append((int(m["conn"]), int(m["seq"]), payload))
         return out
 
     def signal(self, sig):
