@@ -24,6 +24,7 @@ const char* describe(CloseReason r) {
     case CloseReason::idle_timeout: return "idle-timeout";
     case CloseReason::frame_timeout: return "frame-timeout";
     case CloseReason::shed: return "shed-partial-input";
+    case CloseReason::tls_abuse: return "tls-abuse";
     case CloseReason::protocol_error: return "protocol-error";
     case CloseReason::server_shutdown: return "server-shutdown";
     case CloseReason::shutdown_timeout: return "shutdown-timeout";
@@ -72,6 +73,8 @@ void Connection::on_events(std::uint32_t) { step(); }
 // Every entry does all it can in the current state; the states' own
 // functions move the machine forward and may fall through to the next.
 void Connection::step() {
+    if (state_ == State::handshaking || state_ == State::open || state_ == State::draining)
+        tls_->begin_pass(shared_.limits.pass_bytes, shared_.limits.pass_records);
     if (state_ == State::handshaking) do_handshake();
     if (state_ == State::open || state_ == State::draining) {
         if (!flush()) return;
@@ -91,6 +94,16 @@ void Connection::step() {
 }
 
 void Connection::do_handshake() {
+    // A share of this pass's handshake work, or a turn in the next pass.
+    if (shared_.handshake_pass != shared_.reactor.passes()) {
+        shared_.handshake_pass = shared_.reactor.passes();
+        shared_.handshake_steps = 0;
+    }
+    if (shared_.handshake_steps >= shared_.limits.handshake_steps_per_pass) {
+        shared_.reactor.revisit(this);
+        return;
+    }
+    ++shared_.handshake_steps;
     switch (tls_->handshake()) {
     case tls::Io::done:
         tls_version_ = tls_->version();
@@ -100,6 +113,9 @@ void Connection::do_handshake() {
         timer_.arm_in(shared_.limits.idle_timeout);
         return;
     case tls::Io::want_read:
+        // Stopped by this pass's budget: more may wait, and no edge will say so.
+        if (tls_->budget_spent()) shared_.reactor.revisit(this);
+        return;
     case tls::Io::want_write: return;
     case tls::Io::closed: close_now(CloseReason::client_closed); return;
     case tls::Io::failed:
@@ -110,7 +126,8 @@ void Connection::do_handshake() {
 }
 
 // Reads until want-read, unless stopped on purpose: the output bound
-// (input paused; flush() resumes it) or the per-pass budget (revisit).
+// (input paused; flush() resumes it) or the per-pass budgets, of reads
+// here and of raw bytes and records in the TLS session (revisit).
 void Connection::read_input() {
     // Frames kept from an earlier pass first.
     reader_.feed({});
@@ -122,6 +139,7 @@ void Connection::read_input() {
             return;
         }
         auto r = tls_->read(shared_.rbuf);
+        if (!check_control_records()) return;
         switch (r.status) {
         case tls::Io::done:
             bytes_in_ += r.bytes;
@@ -130,11 +148,18 @@ void Connection::read_input() {
             if (!process_frames()) return;
             continue;
         case tls::Io::want_read:
+            if (r.budget_spent) {  // not drained: come back in a later pass
+                shared_.reactor.revisit(this);
+                return;
+            }
             read_drained_ = true;
             reader_.shrink();  // drop a large idle buffer (a partial frame stays)
             account_partial();
             return;
-        case tls::Io::want_write: return;  // TLS needs to write first: the next edge resumes
+        case tls::Io::want_write:
+            // TLS must write first (its own output, e.g. KeyUpdate answers,
+            // waits for a peer that does not read): EPOLLOUT resumes.
+            return;
         case tls::Io::closed:
             // The client is done sending: answer what came, then close.
             enter_closing(reader_.has_buffered() ? CloseReason::client_gone_mid_frame
@@ -188,6 +213,27 @@ bool Connection::process_frames() {
             break;
         }
     }
+}
+
+// TLS records without application data cost us work (a KeyUpdate is a key
+// derivation and an answer) and carry nothing: a peer that sends more than
+// a few per window is closed.  False when it was.
+bool Connection::check_control_records() {
+    const auto total = tls_->counters().records_without_data;
+    const auto now = Clock::now();
+    if (control_since_ == Clock::time_point{} ||
+        now - control_since_ >= shared_.limits.control_window) {
+        control_since_ = now;
+        control_base_ = total;
+        return true;
+    }
+    if (total - control_base_ <= shared_.limits.max_control_records) return true;
+    warn(std::to_string(total - control_base_) + " TLS records without data (KeyUpdate, alerts) in " +
+         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - control_since_).count()) +
+         " ms, more than " + std::to_string(shared_.limits.max_control_records) + " per " +
+         std::to_string(shared_.limits.control_window.count() / 1000) + " s");
+    close_now(CloseReason::tls_abuse);
+    return false;
 }
 
 void Connection::handle_frame(std::span<const std::uint8_t> frame) {
@@ -291,6 +337,19 @@ void Connection::queue_error(ProtoError e, std::uint64_t ref_seq, std::string_vi
 // the bound (through the revisit list: no new edge will come for input
 // that already waits).
 bool Connection::flush() {
+    if (wbuf_.empty() && tls_->output_blocked()) {
+        // TLS's own output leaves before anything of ours.
+        switch (tls_->flush()) {
+        case tls::Io::done: break;
+        case tls::Io::want_write:
+        case tls::Io::want_read: return true;  // EPOLLOUT continues
+        case tls::Io::closed: close_now(CloseReason::client_closed); return false;
+        case tls::Io::failed:
+            warn("TLS write failed: " + tls_->error_text());
+            close_now(CloseReason::write_failed);
+            return false;
+        }
+    }
     for (;;) {
         if (wbuf_.empty()) {
             if (out_.empty()) break;

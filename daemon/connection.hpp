@@ -51,6 +51,7 @@ enum class CloseReason {
     idle_timeout,
     frame_timeout,      // a frame not complete within --frame-timeout of its first byte
     shed,               // the largest partial frame when the partial-input budget was reached
+    tls_abuse,          // too many TLS records without data (a KeyUpdate flood)
     protocol_error,     // ERROR 1 to 5 sent
     server_shutdown,    // ERROR 7 sent
     shutdown_timeout,   // still open when the shutdown bound passed
@@ -67,8 +68,20 @@ struct Limits {
     std::chrono::milliseconds frame_timeout{30000};  // first byte of a frame to its last
     std::size_t max_partial_input = 64u << 20;       // all connections' partial frames together
     std::chrono::milliseconds linger{2000};  // closing + lingering bound
-    int reads_per_pass = 8;                  // TLS records read per connection per pass
+    int reads_per_pass = 8;                  // TLS reads (records with data) per connection per pass
     int frames_per_pass = 256;               // frames handled per connection per pass
+    // What one pass may take from a connection's socket, whatever the
+    // records hold: raw bytes and whole TLS records (tls::Session::begin_pass).
+    std::size_t pass_bytes = 8 * (16384 + 512);
+    std::size_t pass_records = 64;
+    // TLS records without application data (KeyUpdate, alerts, empty
+    // records) a peer may send per window before it is closed as abusive.
+    std::uint64_t max_control_records = 64;
+    // Handshake steps (a flight of the peer processed) per loop pass, over
+    // all connections: the rest wait for the next pass, so that a flood
+    // of new connections delays established ones by one pass at most.
+    int handshake_steps_per_pass = 16;
+    std::chrono::milliseconds control_window{10000};
 };
 
 // What every connection of a server shares: the loop, the recorder, the
@@ -87,6 +100,9 @@ struct Shared {
     // over_budget() runs (once per pass: the server sheds the largest).
     std::size_t partial_bytes = 0;
     std::function<void()> over_budget;
+    // Handshake steps taken in the current pass (Limits::handshake_steps_per_pass).
+    std::uint64_t handshake_pass = 0;
+    int handshake_steps = 0;
     // Called (once) when a connection has closed its socket; the owner
     // destroys the connection, deferred to the end of the pass.
     std::function<void(std::uint64_t id)> on_closed;
@@ -155,7 +171,12 @@ private:
     void account_partial();
     void arm_frame_deadline();
     std::string who() const;
-    std::size_t pending_output() const { return out_.size() + wbuf_.size(); }
+    bool check_control_records();
+    // Everything waiting to leave: sealed frames, the write TLS holds, and
+    // TLS's own output (KeyUpdate answers) that the peer has not read.
+    std::size_t pending_output() const {
+        return out_.size() + wbuf_.size() + (tls_ ? tls_->pending_output() : 0);
+    }
 
     Shared& shared_;
     Fd fd_;
@@ -185,6 +206,8 @@ private:
     Clock::time_point last_activity_;
     Clock::time_point frame_started_{};  // first byte of the partial frame; {} when none
     std::size_t partial_counted_ = 0;    // this reader's share of Shared::partial_bytes
+    Clock::time_point control_since_{};  // start of the current control-record window
+    std::uint64_t control_base_ = 0;     // records_without_data when it started
     std::string tls_version_;
     std::string tls_cipher_;
     std::uint64_t frames_in_ = 0, bytes_in_ = 0, frames_out_ = 0, bytes_out_ = 0;

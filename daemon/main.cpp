@@ -274,7 +274,8 @@ int main(int argc, char** argv) {
     } drain_at_exit;
     Options o;
     CLI::App app{"secmsgd: receives sealed messages over TLS and records each in the journal"};
-    app.set_version_flag("--version", std::string("secmsgd ") + SECMSG_VERSION);
+    app.set_version_flag("--version", std::string("secmsgd ") + SECMSG_VERSION + " (" +
+                                          secmsg::wolfssl_build_description() + ")");
     app.set_config("--config", std::string(SECMSG_SYSCONFDIR) + "/secmsgd/secmsgd.conf",
                    "configuration file (command line options win)");
     app.allow_config_extras(false);  // a misspelt key in the file is an error, not ignored

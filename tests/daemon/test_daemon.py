@@ -23,20 +23,13 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
 from secmsg_harness import (ACK, ERROR, MSG, NO_SEQ, Client, Daemon, Keys,  # noqa: E402
-                            ProtocolViolation, make_credentials, seal, tls_context)
+                            ProtocolViolation, built_with_asan, make_credentials, seal,
+                            tls_context)
 
 UNDER_VALGRIND = "valgrind" in os.environ.get("SECMSGD_WRAPPER", "")
 
 
-def _built_with_asan():
-    try:
-        with open(os.environ.get("SECMSGD", ""), "rb") as f:
-            return b"__asan_init" in f.read()
-    except OSError:
-        return False
-
-
-UNDER_ASAN = _built_with_asan()
+UNDER_ASAN = built_with_asan()
 SLOW = 6 if UNDER_VALGRIND else 2 if UNDER_ASAN else 1  # time scale for bounds
 MEMORY_TOOL = UNDER_VALGRIND or UNDER_ASAN  # RSS figures mean nothing under them
 

@@ -223,6 +223,15 @@ class Client:
 
 # --------------------------------------------------------------------- daemon
 
+def built_with_asan(binary=None):
+    """True when the secmsgd under test ($SECMSGD) is built with AddressSanitizer."""
+    try:
+        with open(binary or os.environ.get("SECMSGD", ""), "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
