@@ -277,7 +277,7 @@ class TestBasics(DaemonTest):
         d.start(wait=False)
         self.daemons.append(d)
         time.sleep(0.3)
-        c = d.client()  # the first connection starts secmsgd
+        c = d.client(timeout=10 * SLOW)  # the first connection starts secmsgd (under valgrind: slowly)
         c.send(b"activated")
         c.expect_ack(0)
         self.assertTrue(d.wait_log(r"listening on 127\.0\.0\.1:%d \(socket activation\)" % port), d.log())
