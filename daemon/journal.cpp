@@ -75,9 +75,15 @@ bool JournalRecorder::connect_now(int& err) {
         err = errno;
         return false;
     }
-    // Room for large datagrams (capped by net.core.wmem_max); larger
-    // entries go through a memfd.
-    int sndbuf = 8 << 20;
+    // A send buffer smaller than journald's queue (net.unix.max_dgram_qlen
+    // is 512 under systemd: about 650 KiB of small entries), so that it is
+    // this buffer that fills: the kernel then reports room again (EPOLLOUT)
+    // once three quarters of it are free, and the loop writes a batch.  With
+    // a larger buffer journald's queue fills first, and journald wakes us
+    // for every entry it reads, which costs it CPU it would spend on entries
+    // (tests/bench_journal.py).  The kernel doubles the value; entries above
+    // the resulting 256 KiB go through a memfd.
+    int sndbuf = 128 << 10;
     ::setsockopt(s.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, path_.data(), path_.size());

@@ -6,8 +6,9 @@
     check_install.py security MESON BUILDDIR UNITDIR
 
 layout:   every file the issue names is where it belongs under DESTDIR
-          (sbindir, bindir, the systemd unit directory, man sections,
-          the example configuration in the documentation directory).
+          (sbindir, bindir, the systemd unit directory, the journal
+          namespace's journald drop-in next to it, man sections, the
+          example configuration in the documentation directory).
 verify:   `systemd-analyze verify` passes on the installed units, with the
           installed daemon and man pages (paths rewritten into the DESTDIR).
 security: `systemd-analyze security --offline=yes` rates the installed
@@ -76,6 +77,8 @@ def check_layout(destdir, dirs):
     for page in MAN_PAGES:
         need(os.path.join(dirs["mandir"], page))
     need(os.path.join(dirs["docdir"], "secmsgd.conf.example"))
+    # The journal namespace's journald drop-in (LogNamespace=secmsgd).
+    need(os.path.join(os.path.dirname(dirs["unitdir"]), "journald@secmsgd.conf.d", "10-secmsgd.conf"))
 
     service = under(destdir, os.path.join(dirs["unitdir"], "secmsgd.service"))
     if os.path.isfile(service):

@@ -370,9 +370,10 @@ class Container:
                                  f"{unpack.stderr.strip()}")
 
     def journal(self):
-        """The container's whole journal of this boot, for failure reports."""
+        """The container's whole journal of this boot, every namespace
+        interleaved, for failure reports."""
         try:
-            return self.run(["journalctl", "--boot", "--no-pager", "--all",
+            return self.run(["journalctl", "--boot", "--no-pager", "--all", "--namespace=*",
                              "-o", "short-precise"], check=False).stdout
         except Exception as e:  # noqa: BLE001 - a report must not hide the failure
             return f"(could not read the container's journal: {e})"

@@ -38,6 +38,7 @@ from container import (Container, ContainerError, cached_rootfs,  # noqa: E402
 NAME_PREFIX = "secmsg-systest-"
 
 STATE_DIR = "/var/lib/secmsgd"
+NAMESPACE = "secmsgd"  # the unit's LogNamespace=
 CLIENT_PSK = "/root/secmsg.psk"
 PORT = 8443
 
@@ -137,12 +138,14 @@ class ServiceChecks:
                   f"({'--whole' if whole else 'lines'}, {host}, {trust[0]}), "
                   f"all acknowledged", flush=True)
 
-    def journalctl(self, *args):
-        """journalctl's output, after journald has written out everything it
-        has received (an ACK can arrive before journald has stored the entry
-        that preceded it)."""
-        self.c.run(["journalctl", "--sync"])
-        return self.c.run(["journalctl", "--no-pager", *args]).stdout
+    def journalctl(self, *args, namespace=NAMESPACE):
+        """journalctl's output, by default of the service's journal namespace
+        (LogNamespace=), after its journald has written out everything it has
+        received (an ACK can arrive before journald has stored the entry that
+        preceded it)."""
+        ns = [f"--namespace={namespace}"] if namespace else []
+        self.c.run(["journalctl", "--sync", *ns], check=False)
+        return self.c.run(["journalctl", "--no-pager", *ns, *args]).stdout
 
     def recorded(self):
         """The journal entries of secmsgd.service that record a message."""
@@ -229,7 +232,26 @@ class ServiceChecks:
         mid = ids.pop()
         listed = self.journalctl(f"MESSAGE_ID={mid}", "-o", "json", "--all").splitlines()
         expect(len(listed) == len(self.sent),
-               f"journalctl MESSAGE_ID={mid} lists every message ({len(listed)})")
+               f"journalctl --namespace={NAMESPACE} MESSAGE_ID={mid} lists every message "
+               f"({len(listed)})")
+        # The namespace keeps the records apart from the system journal;
+        # --namespace='*' shows both.
+        default = self.journalctl(f"MESSAGE_ID={mid}", "-o", "json", "--all", namespace=None)
+        expect(not default.strip(), "the system journal holds none of the records")
+        both = self.journalctl(f"MESSAGE_ID={mid}", "-o", "json", "--all", namespace="*")
+        expect(len(both.splitlines()) == len(self.sent),
+               "journalctl --namespace='*' finds every record")
+        self.expect_active(f"systemd-journald@{NAMESPACE}.service")
+        conf = self.c.run(["systemd-analyze", "cat-config", f"systemd/journald@{NAMESPACE}.conf"],
+                          check=False).stdout
+        expect("SyncIntervalSec=1s" in conf,
+               f"the installed journald@{NAMESPACE}.conf drop-in is in effect")
+        # A record found by the SECMSG_ID that an ACK names (secmsg -v).
+        e = entries[-1]
+        rid = (journal_field(e, "SECMSG_ID") or b"").decode()
+        expect(re.fullmatch(r"[0-9a-f]{32}-\d+", rid) is not None, f"SECMSG_ID is ID-SEQ ({rid})")
+        one = self.journalctl(f"SECMSG_ID={rid}", "-o", "json", "--all").splitlines()
+        expect(len(one) == 1, f"journalctl SECMSG_ID={rid} finds exactly that record")
 
     def reload(self):
         """systemctl reload (SIGHUP) keeps the same process serving, and a
