@@ -139,7 +139,7 @@ int run(const Options& o, Mode mode) {
     }
     std::shared_ptr<const secmsg::FrameKeys> keys;
     try {
-        const auto psk = secmsg::load_psk_file(o.psk_file);
+        const auto psk = secmsg::load_sender_psk(o.psk_file);  // the file's first key
         keys = std::make_shared<const secmsg::FrameKeys>(psk.bytes());
     } catch (const secmsg::KeyFileError& e) {
         say(e.what());
