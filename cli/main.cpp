@@ -296,7 +296,7 @@ int main(int argc, char** argv) {
                    "accept exactly the server key with this sha256:BASE64 pin instead of a CA");
     app.add_flag("--insecure", o.insecure, "do not verify the server at all (prints a warning)");
     app.add_option("--psk-file", o.psk_file,
-                   "file with the pre-shared key (default $SECMSG_PSK_FILE)");
+                   "file with the pre-shared key, its first line's when several (default $SECMSG_PSK_FILE)");
     app.add_option("--window", o.window, "messages in flight at most (default 64)")
         ->check(CLI::Range(1, 1 << 16));
     app.add_flag("-q,--quiet", o.quiet, "no summary line, no acknowledgements shown (one-shot)");
