@@ -16,6 +16,7 @@ import base64
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "harness"))
-from secmsg_harness import ERROR, MESSAGE_LINE, NO_SEQ, Client, Daemon, Keys  # noqa: E402
+from secmsg_harness import MESSAGE_LINE, NO_SEQ, Client, Daemon, Keys  # noqa: E402
 import client_harness as ch  # noqa: E402
 
 EX_OK, EX_PROTOCOL, EX_CONFIG = 0, 76, 78
@@ -49,12 +50,13 @@ class KeyRotationTest(unittest.TestCase):
         self.old, self.new = os.urandom(32), os.urandom(32)
         self.d = Daemon()
         self.server_psk = os.path.join(self.d.creds, "psk")
-        self.client_files = {}
+        self.client_files = 0
         self.env = ch.clean_env(home=os.path.join(self.work, "home"))
 
     def tearDown(self):
         self.d.stop()
-        subprocess.run(["rm", "-rf", self.work, self.d.dir])
+        shutil.rmtree(self.work, ignore_errors=True)
+        shutil.rmtree(self.d.dir, ignore_errors=True)
 
     def serve(self, psks):
         write_psk_file(self.server_psk, psks)
@@ -70,10 +72,8 @@ class KeyRotationTest(unittest.TestCase):
 
     def client_file(self, *psks):
         """A client's PSK file holding these keys, in this order."""
-        name = "client-%d.psk" % len(self.client_files)
-        path = write_psk_file(os.path.join(self.work, name), psks)
-        self.client_files[name] = path
-        return path
+        self.client_files += 1
+        return write_psk_file(os.path.join(self.work, "client-%d.psk" % self.client_files), psks)
 
     def secmsg(self, psk_file, *messages):
         args = ["--port", str(self.d.port), "--ca-file", self.d.cafile, "--psk-file", psk_file]
