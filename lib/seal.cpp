@@ -1,6 +1,7 @@
 #include "seal.hpp"
 
 #include "bytes.hpp"
+#include "payload.hpp"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/aes.h>
@@ -200,23 +201,13 @@ Opened open_frame(const FrameKeys& keys, Role role, std::uint64_t expected_seq,
 }
 
 std::string key_fingerprint(std::span<const std::uint8_t> psk) {
-    wc_Sha256 h;
-    std::uint8_t digest[32];
-    check(wc_InitSha256(&h), "sha256");
-    check(wc_Sha256Update(&h, reinterpret_cast<const byte*>(fingerprint_label.data()),
-                          static_cast<word32>(fingerprint_label.size())),
-          "sha256");
-    check(wc_Sha256Update(&h, psk.data(), static_cast<word32>(psk.size())), "sha256");
-    check(wc_Sha256Final(&h, digest), "sha256");
-    wc_Sha256Free(&h);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (std::size_t i = 0; i < fingerprint_size; ++i) {
-        out += hex[digest[i] >> 4];
-        out += hex[digest[i] & 15];
-    }
-    sodium_memzero(digest, sizeof digest);
-    return out;
+    SecretBytes input(fingerprint_label.size() + psk.size());  // holds the key: wiped
+    std::memcpy(input.data(), fingerprint_label.data(), fingerprint_label.size());
+    std::memcpy(input.data() + fingerprint_label.size(), psk.data(), psk.size());
+    const Digest digest = sha256(input.bytes());
+    char hex[2 * fingerprint_size + 1];
+    sodium_bin2hex(hex, sizeof hex, digest.data(), fingerprint_size);
+    return hex;
 }
 
 KeyRing::KeyRing(std::span<const SecretBytes> psks) {
