@@ -139,7 +139,7 @@ int run(const Options& o, Mode mode) {
     }
     std::shared_ptr<const secmsg::FrameKeys> keys;
     try {
-        const auto psk = secmsg::load_psk_file(o.psk_file);
+        const auto psk = secmsg::load_sender_psk(o.psk_file);  // the file's first key
         keys = std::make_shared<const secmsg::FrameKeys>(psk.bytes());
     } catch (const secmsg::KeyFileError& e) {
         say(e.what());
@@ -296,7 +296,7 @@ int main(int argc, char** argv) {
                    "accept exactly the server key with this sha256:BASE64 pin instead of a CA");
     app.add_flag("--insecure", o.insecure, "do not verify the server at all (prints a warning)");
     app.add_option("--psk-file", o.psk_file,
-                   "file with the pre-shared key (default $SECMSG_PSK_FILE)");
+                   "file with the pre-shared key, its first line's when several (default $SECMSG_PSK_FILE)");
     app.add_option("--window", o.window, "messages in flight at most (default 64)")
         ->check(CLI::Range(1, 1 << 16));
     app.add_flag("-q,--quiet", o.quiet, "no summary line, no acknowledgements shown (one-shot)");

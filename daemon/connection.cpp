@@ -34,7 +34,7 @@ const char* describe(CloseReason r) {
 }
 
 Connection::Connection(Shared& shared, Fd fd, tls::Session session, std::string peer,
-                       std::uint64_t id, std::shared_ptr<const FrameKeys> keys)
+                       std::uint64_t id, std::shared_ptr<const KeyRing> keys)
     : shared_(shared),
       fd_(std::move(fd)),
       peer_(std::move(peer)),
@@ -255,6 +255,7 @@ void Connection::handle_frame(std::span<const std::uint8_t> frame) {
     info.via = identity_.via;
     info.client = identity_.client;
     info.client_pin = identity_.client_pin;
+    info.key = channel_.key_fingerprint();
     const auto since = record_since_ == Clock::time_point{} ? Clock::now() : record_since_;
     record_since_ = {};
     auto r = shared_.recorder.record(info, *this, since);

@@ -120,10 +120,11 @@ class Connection : public Handler, public RecordClient {
 public:
     enum class State { handshaking, open, draining, closing, lingering, closed };
 
-    // Takes the accepted, non-blocking socket and the server-side TLS
-    // session made for it.  Nothing happens until start().
+    // Takes the accepted, non-blocking socket, the server-side TLS session
+    // made for it, and the keys (the first frame's tag picks one).  Nothing
+    // happens until start().
     Connection(Shared& shared, Fd fd, tls::Session session, std::string peer, std::uint64_t id,
-               std::shared_ptr<const FrameKeys> keys);
+               std::shared_ptr<const KeyRing> keys);
     ~Connection() override;
 
     // Registers with the reactor and arms the handshake timeout.  Throws

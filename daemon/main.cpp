@@ -121,9 +121,15 @@ tls::ServerOptions tls_options(const Options& o) {
 Credentials load_credentials(const Options& o) {
     Credentials c;
     c.tls = tls::make_server_context(tls_options(o));
-    SecretBytes psk = load_psk_file(o.psk_file);
-    c.keys = std::make_shared<const FrameKeys>(psk.bytes());
+    const auto psks = load_psk_file(o.psk_file);
+    c.keys = std::make_shared<const KeyRing>(psks);
     return c;
+}
+
+// "(2 keys: FP1, FP2)": the fingerprints (SECMSG_KEY) new connections may use.
+std::string key_list(const KeyRing& keys) {
+    return "(" + std::to_string(keys.size()) + (keys.size() == 1 ? " key: " : " keys: ") +
+           keys.fingerprints() + ")";
 }
 
 std::vector<net::Endpoint> endpoints(const Options& o) {
@@ -204,7 +210,8 @@ int run(Options& o) {
     auto recorder = make_recorder(reactor, record);
     if (o.check_config) {
         std::cout << "configuration OK: certificate " << o.cert << ", key " << o.key << ", PSK "
-                  << o.psk_file << ", recording to " << recorder->name() << "\n";
+                  << o.psk_file << " " << key_list(*creds.keys) << ", recording to "
+                  << recorder->name() << "\n";
         return 0;
     }
 
@@ -234,9 +241,11 @@ int run(Options& o) {
             if (server.shutting_down()) return;
             notifier.reloading();
             try {
-                server.set_credentials(load_credentials(o));
+                auto fresh = load_credentials(o);
+                const auto keys = key_list(*fresh.keys);
+                server.set_credentials(std::move(fresh));
                 log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " +
-                            o.psk_file + " for new connections");
+                            o.psk_file + " " + keys + " for new connections");
             } catch (const std::exception& e) {
                 log::error(std::string("reload failed, keeping the previous credentials: ") + e.what());
             }
@@ -255,7 +264,8 @@ int run(Options& o) {
                 (o.tls_min_version == "1.2" ? "1.2 and 1.3" : "1.3 only") + ", suites " +
                 (o.tls_ciphers.empty() ? tls::default_ciphers() : o.tls_ciphers) + ", groups " +
                 (o.tls_groups.empty() ? tls::default_groups() : o.tls_groups) + "; recording to " +
-                std::string(recorder->name()) + "; " + wolfssl_build_description());
+                std::string(recorder->name()) + "; PSK " + key_list(*creds.keys) + "; " +
+                wolfssl_build_description());
     notifier.ready();
     reactor.run();
     log::notice("stopped: " + std::to_string(server.accepted()) + " connections served, " +

@@ -22,7 +22,7 @@ namespace secmsg::daemon {
 // What new connections are opened under; replaced as a whole on reload.
 struct Credentials {
     std::shared_ptr<tls::Context> tls;
-    std::shared_ptr<const FrameKeys> keys;
+    std::shared_ptr<const KeyRing> keys;  // the PSK file's keys: any may open a connection
 };
 
 class Server {

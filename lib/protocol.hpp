@@ -20,6 +20,8 @@ inline constexpr std::size_t min_length = 74;    // value of the length field
 inline constexpr std::size_t default_max_payload = 65536;
 inline constexpr std::size_t max_max_payload = 16u * 1024 * 1024;
 inline constexpr std::uint64_t no_seq = ~std::uint64_t{0};
+// Keys in one PSK file at most: a receiver tries each on a connection's first frame.
+inline constexpr std::size_t max_psk_keys = 8;
 
 enum class FrameType : std::uint8_t { msg = 0x01, ack = 0x02, error = 0x03 };
 

@@ -1,6 +1,7 @@
 #include "seal.hpp"
 
 #include "bytes.hpp"
+#include "payload.hpp"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/aes.h>
@@ -19,6 +20,8 @@ namespace {
 constexpr std::string_view enc_info = "secmsg/1 aes-256-cbc";
 constexpr std::string_view mac_info = "secmsg/1 hmac-sha256";
 constexpr std::size_t sha256_block = 64;
+constexpr std::string_view fingerprint_label = "secmsg/1 key fingerprint";
+constexpr std::size_t fingerprint_size = 8;  // bytes of the digest shown (16 hex digits)
 
 // IVs come from libsodium's randombytes_buf, drawn 256 at a time: one
 // getrandom(2) call per frame was most of the daemon's system time.
@@ -131,25 +134,32 @@ void seal_frame(const FrameKeys& keys, FrameType type, std::uint64_t seq,
     s.mac({f, header_size + padded}, ct + padded);
 }
 
-Opened open_frame(const FrameKeys& keys, Role role, std::uint64_t expected_seq,
-                  std::size_t max_payload, std::span<const std::uint8_t> frame,
-                  std::vector<std::uint8_t>& scratch) {
+namespace {
+
+// The length field describes the frame it heads, within the protocol's shape.
+bool well_formed(std::span<const std::uint8_t> frame) {
+    return frame.size() >= length_field_size + min_length &&
+           load_be32(frame.data()) == frame.size() - length_field_size &&
+           (frame.size() - length_field_size - 58) % block_size == 0;
+}
+
+// The frame's tag is the one `keys` give its body (constant-time compare).
+bool tag_matches(const FrameKeys& keys, std::span<const std::uint8_t> frame) {
+    const std::size_t body = frame.size() - tag_size;
+    std::uint8_t tag[tag_size];
+    keys.state().mac(frame.first(body), tag);
+    return sodium_memcmp(tag, frame.data() + body, tag_size) == 0;
+}
+
+// What follows a good tag: version, type, seq, decryption, padding, size.
+Opened open_authenticated(const FrameKeys& keys, Role role, std::uint64_t expected_seq,
+                          std::size_t max_payload, std::span<const std::uint8_t> frame,
+                          std::vector<std::uint8_t>& scratch) {
     Opened r;
     const auto bad = [&r](ProtoError e) {
         r.error = e;
         return r;
     };
-    if (frame.size() < length_field_size + min_length ||
-        load_be32(frame.data()) != frame.size() - length_field_size ||
-        (frame.size() - length_field_size - 58) % block_size != 0)
-        return bad(ProtoError::malformed);
-
-    auto& s = keys.state();
-    const std::size_t body = frame.size() - tag_size;
-    std::uint8_t tag[tag_size];
-    s.mac(frame.first(body), tag);
-    if (sodium_memcmp(tag, frame.data() + body, tag_size) != 0) return bad(ProtoError::auth);
-
     r.type = static_cast<FrameType>(frame[5]);
     r.seq = load_be64(frame.data() + 6);
     const bool type_ok = role == Role::server ? r.type == FrameType::msg
@@ -157,7 +167,8 @@ Opened open_frame(const FrameKeys& keys, Role role, std::uint64_t expected_seq,
     if (frame[4] != protocol_version || !type_ok) return bad(ProtoError::version);
     if (r.seq != expected_seq) return bad(ProtoError::sequence);
 
-    const std::size_t ct_len = body - header_size;
+    auto& s = keys.state();
+    const std::size_t ct_len = frame.size() - tag_size - header_size;
     scratch.resize(ct_len);
     check(wc_AesSetIV(&s.dec, frame.data() + 14), "AES IV");
     check(wc_AesCbcDecrypt(&s.dec, scratch.data(), frame.data() + header_size, static_cast<word32>(ct_len)),
@@ -173,8 +184,60 @@ Opened open_frame(const FrameKeys& keys, Role role, std::uint64_t expected_seq,
     return r;
 }
 
+Opened failed(ProtoError e) {
+    Opened r;
+    r.error = e;
+    return r;
+}
+
+}  // namespace
+
+Opened open_frame(const FrameKeys& keys, Role role, std::uint64_t expected_seq,
+                  std::size_t max_payload, std::span<const std::uint8_t> frame,
+                  std::vector<std::uint8_t>& scratch) {
+    if (!well_formed(frame)) return failed(ProtoError::malformed);
+    if (!tag_matches(keys, frame)) return failed(ProtoError::auth);
+    return open_authenticated(keys, role, expected_seq, max_payload, frame, scratch);
+}
+
+std::string key_fingerprint(std::span<const std::uint8_t> psk) {
+    SecretBytes input(fingerprint_label.size() + psk.size());  // holds the key: wiped
+    std::memcpy(input.data(), fingerprint_label.data(), fingerprint_label.size());
+    std::memcpy(input.data() + fingerprint_label.size(), psk.data(), psk.size());
+    const Digest digest = sha256(input.bytes());
+    char hex[2 * fingerprint_size + 1];
+    sodium_bin2hex(hex, sizeof hex, digest.data(), fingerprint_size);
+    return hex;
+}
+
+KeyRing::KeyRing(std::span<const SecretBytes> psks) {
+    if (psks.empty() || psks.size() > max_psk_keys)
+        throw std::invalid_argument("a key ring holds 1 to " + std::to_string(max_psk_keys) +
+                                    " keys, not " + std::to_string(psks.size()));
+    keys_.reserve(psks.size());
+    for (const auto& psk : psks)
+        keys_.push_back({std::make_shared<const FrameKeys>(psk.bytes()), key_fingerprint(psk.bytes())});
+}
+
+std::string KeyRing::fingerprints() const {
+    std::string out;
+    for (const auto& k : keys_) out += (out.empty() ? "" : ", ") + k.fingerprint;
+    return out;
+}
+
+std::optional<std::size_t> KeyRing::match(std::span<const std::uint8_t> frame) const {
+    // Every key's tag, so the time taken does not tell which key (if any) matched.
+    std::optional<std::size_t> found;
+    for (std::size_t i = 0; i < keys_.size(); ++i)
+        if (tag_matches(*keys_[i].keys, frame) && !found) found = i;
+    return found;
+}
+
 Channel::Channel(std::shared_ptr<const FrameKeys> keys, Role role, std::size_t max_payload)
     : keys_(std::move(keys)), role_(role), max_payload_(max_payload) {}
+
+Channel::Channel(std::shared_ptr<const KeyRing> ring, Role role, std::size_t max_payload)
+    : ring_(std::move(ring)), keys_((*ring_)[0].keys), role_(role), max_payload_(max_payload) {}
 
 std::uint64_t Channel::seal(FrameType type, std::span<const std::uint8_t> plaintext,
                             std::vector<std::uint8_t>& out) {
@@ -183,9 +246,21 @@ std::uint64_t Channel::seal(FrameType type, std::span<const std::uint8_t> plaint
 }
 
 Opened Channel::open(std::span<const std::uint8_t> frame, std::vector<std::uint8_t>& scratch) {
-    auto r = open_frame(*keys_, role_, rx_seq_, max_payload_, frame, scratch);
+    auto r = ring_ && fingerprint_.empty() ? open_first(frame, scratch)
+                                           : open_frame(*keys_, role_, rx_seq_, max_payload_, frame, scratch);
     if (r.error == ProtoError::ok) ++rx_seq_;
     return r;
+}
+
+// The first frame under a ring: its tag chooses the key (or none does:
+// ERROR 2, as under one key), which serves the rest of the channel.
+Opened Channel::open_first(std::span<const std::uint8_t> frame, std::vector<std::uint8_t>& scratch) {
+    if (!well_formed(frame)) return failed(ProtoError::malformed);
+    const auto i = ring_->match(frame);
+    if (!i) return failed(ProtoError::auth);
+    keys_ = (*ring_)[*i].keys;
+    fingerprint_ = (*ring_)[*i].fingerprint;
+    return open_authenticated(*keys_, role_, rx_seq_, max_payload_, frame, scratch);
 }
 
 }  // namespace secmsg

@@ -9,7 +9,10 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace secmsg {
@@ -30,6 +33,39 @@ public:
 
 private:
     std::unique_ptr<State> state_;
+};
+
+// The public fingerprint of a PSK, as recorded in SECMSG_KEY: the first 8
+// bytes, in lowercase hex, of SHA-256("secmsg/1 key fingerprint" || PSK).
+// It names a key in logs and records; it tells nothing that helps to find it.
+std::string key_fingerprint(std::span<const std::uint8_t> psk);
+
+// The keys a receiver accepts (the lines of one PSK file, in order), each
+// derived once with its fingerprint.  Read-only; shared by every connection
+// opened under it, and replaced as a whole on reload.
+class KeyRing {
+public:
+    struct Key {
+        std::shared_ptr<const FrameKeys> keys;
+        std::string fingerprint;
+    };
+
+    // Derives each PSK's keys.  Throws std::invalid_argument unless there
+    // are 1 to max_psk_keys of them.
+    explicit KeyRing(std::span<const SecretBytes> psks);
+
+    std::size_t size() const { return keys_.size(); }
+    const Key& operator[](std::size_t i) const { return keys_[i]; }
+    // "fp1, fp2": the fingerprints in order, for log lines.
+    std::string fingerprints() const;
+
+    // The index of the key whose tag `frame` (a whole, well-formed frame)
+    // carries, or nullopt.  The tag is computed under every key, without an
+    // early exit, and each compared in constant time.
+    std::optional<std::size_t> match(std::span<const std::uint8_t> frame) const;
+
+private:
+    std::vector<Key> keys_;
 };
 
 // HKDF-SHA-256 with an empty salt; exposed for known-answer tests.
@@ -60,7 +96,13 @@ Opened open_frame(const FrameKeys& keys, Role role, std::uint64_t expected_seq,
 // the two sequence counters.
 class Channel {
 public:
+    // Under one key (a sender: the first of its PSK file).
     Channel(std::shared_ptr<const FrameKeys> keys, Role role,
+            std::size_t max_payload = default_max_payload);
+    // Under whichever key of `ring` the tag of the first incoming frame
+    // tells (a receiver); that key then serves the whole channel.  Frames
+    // sealed before that (an ERROR about the first frame) use the first key.
+    Channel(std::shared_ptr<const KeyRing> ring, Role role,
             std::size_t max_payload = default_max_payload);
 
     // Seals the next outgoing frame into `out` (appended); returns its seq.
@@ -73,9 +115,16 @@ public:
     std::uint64_t next_tx_seq() const { return tx_seq_; }
     std::uint64_t next_rx_seq() const { return rx_seq_; }
     const std::shared_ptr<const FrameKeys>& keys() const { return keys_; }
+    // The fingerprint of the ring's key that the first frame chose; empty
+    // before that, and on a channel made under one key.
+    std::string_view key_fingerprint() const { return fingerprint_; }
 
 private:
+    Opened open_first(std::span<const std::uint8_t> frame, std::vector<std::uint8_t>& scratch);
+
+    std::shared_ptr<const KeyRing> ring_;  // a receiver's keys; null under one key
     std::shared_ptr<const FrameKeys> keys_;
+    std::string_view fingerprint_;  // inside *ring_; empty until the first frame chose
     Role role_;
     std::size_t max_payload_;
     std::uint64_t tx_seq_ = 0;

@@ -50,6 +50,9 @@ def fields(block):
 
 psk = bytes(range(32))
 check(blocks[0].strip() == base64.b64encode(psk).decode(), 'the PSK file is base64 of 00..1f')
+m = re.search(r'its fingerprint is ([0-9a-f]+),', example)
+check(m is not None and m.group(1) == hashlib.sha256(b'secmsg/1 key fingerprint' + psk).hexdigest()[:16],
+      'the fingerprint is the first 8 bytes of SHA-256("secmsg/1 key fingerprint" || PSK)')
 
 
 def hkdf(info):
@@ -142,6 +145,14 @@ if v:
         check(bound_mib << 20 == constant('max_max_payload'),
               "the bound on max_payload is protocol.hpp's max_max_payload")
         check(length_for(0) == constant('min_length'), "the smallest length is protocol.hpp's min_length")
+
+m = re.search(r'A PSK file holds one to (\w+) of them', words)
+check(m is not None, 'the page states how many keys a PSK file may hold')
+if m and len(sys.argv) > 2:
+    numbers = ['one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten']
+    shown = numbers.index(m.group(1)) + 1 if m.group(1) in numbers else None
+    check(re.search(r'\bmax_psk_keys = %s;' % shown, open(sys.argv[2], encoding='utf-8').read()) is not None,
+          "a PSK file holds at most protocol.hpp's max_psk_keys keys")
 
 # The worked example's own arithmetic.
 ct = len(seal(1, 0, bytes(16), b'hello')['ciphertext']) // 2

@@ -236,6 +236,31 @@ double message_floor(std::size_t size) {
     });
 }
 
+// Microseconds each extra key of the server's PSK file adds to opening a
+// connection's first frame of `size` bytes: a receiving Channel under a
+// ring of 8 keys against one of 1 (the first frame's tag is computed under
+// every key; later frames cost what they cost under one key).
+double first_frame_extra_key(std::size_t size) {
+    const auto ring_of = [](std::size_t n) {
+        std::vector<secmsg::SecretBytes> psks;
+        for (std::size_t i = 0; i < n; ++i) {
+            psks.emplace_back(32);
+            std::memset(psks.back().data(), static_cast<int>(0x20 + i), 32);
+        }
+        return std::make_shared<const secmsg::KeyRing>(psks);
+    };
+    const auto one = ring_of(1), eight = ring_of(secmsg::max_psk_keys);
+    std::vector<std::uint8_t> frame, scratch;
+    secmsg::seal_frame(*(*one)[0].keys, secmsg::FrameType::msg, 0, std::vector<std::uint8_t>(size, 'm'), frame);
+    const auto first_frame = [&](const std::shared_ptr<const secmsg::KeyRing>& ring) {
+        return 1e6 / rate([&] {
+            secmsg::Channel c(ring, secmsg::Role::server, secmsg::max_max_payload);
+            if (c.open(frame, scratch).error != secmsg::ProtoError::ok) die("first frame did not open");
+        });
+    };
+    return (first_frame(eight) - first_frame(one)) / static_cast<double>(secmsg::max_psk_keys - 1);
+}
+
 // A TLS 1.3 full handshake's key schedule (RFC 8446 7.1, no PSK) with
 // SHA-256, as one side computes it: 3 HKDF-Extract (early, handshake,
 // master secret), 19 HKDF-Expand-Label (2 "derived", 2 handshake and 2
@@ -340,6 +365,8 @@ Figures measure() {
     }
     f.add("msg_floor_64", message_floor(64));
     f.add("msg_floor_16k", message_floor(chunk));
+    f.add("first_frame_key_64", first_frame_extra_key(64));
+    f.add("first_frame_key_64k", first_frame_extra_key(secmsg::default_max_payload));
     f.add("tls13_key_schedule", 1e6 / rate(tls13_key_schedule));
 
     constexpr int peers = 32;  // a different peer key each time ("fresh peer")
@@ -438,6 +465,8 @@ constexpr Row rows[] = {
     {nullptr, "crypto floor: the cryptography alone, per operation", "", 1, true},
     {"msg_floor_64", "message of 64 B: open MSG, SHA-256, seal ACK", "us", 1, true},
     {"msg_floor_16k", "message of 16 KiB: open MSG, SHA-256, seal ACK", "us", 1, true},
+    {"first_frame_key_64", "each extra PSK key, a connection's first frame of 64 B", "us", 1, true},
+    {"first_frame_key_64k", "each extra PSK key, a connection's first frame of 64 KiB", "us", 1, true},
     {"handshake_floor_ecdsa", "handshake, ECDSA P-256 key: sign, X25519 x2, key schedule", "us", 1, true},
     {"handshake_floor_ed25519", "handshake, Ed25519 key: sign, X25519 x2, key schedule", "us", 1, true},
 };

@@ -484,7 +484,7 @@ int main(int argc, char** argv) {
         Shared sh;
         sh.cfg = cfg;
         {
-            SecretBytes psk = load_psk_file(cfg.psk_file);
+            SecretBytes psk = load_sender_psk(cfg.psk_file);
             sh.keys = std::make_shared<const FrameKeys>(psk.bytes());
         }
         tls::ClientOptions co;

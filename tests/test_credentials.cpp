@@ -219,7 +219,7 @@ TEST_CASE("credentials: created where missing, with private modes, and reported"
         CHECK(mode_of(r.cert_file) == 0644);
         CHECK(slurp(r.key_file).starts_with("-----BEGIN PRIVATE KEY-----\n"));
         CHECK(slurp(r.cert_file).starts_with("-----BEGIN CERTIFICATE-----\n"));
-        CHECK(secmsg::load_psk_file(r.psk_file).size() == secmsg::psk_size);
+        CHECK(secmsg::load_sender_psk(r.psk_file).size() == secmsg::psk_size);
         CHECK(r.pin == secmsg::pin_of_file(r.cert_file));
         CHECK(secmsg::parse_pin(r.pin).has_value());
         // No temporary files left behind.

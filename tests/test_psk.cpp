@@ -4,6 +4,7 @@
 #include "psk.hpp"
 
 #include <doctest/doctest.h>
+#include <sodium.h>
 
 #include <cerrno>
 #include <chrono>
@@ -61,9 +62,83 @@ KeyFileError::Kind load_error(const std::string& path, std::string* what = nullp
 TEST_CASE("a valid PSK file loads, with or without one trailing newline") {
     TempDir d;
     for (const auto& text : {valid, valid + "\n"}) {
-        auto key = load_psk_file(write_file(d.path / "psk", text));
+        auto keys = load_psk_file(write_file(d.path / "psk", text));
+        REQUIRE(keys.size() == 1);
+        const auto& key = keys[0];
         REQUIRE(key.size() == 32);
         for (std::size_t i = 0; i < 32; ++i) CHECK(key.data()[i] == i);
+    }
+}
+
+namespace {
+
+// The base64 line of 32 bytes all equal to `fill`.
+std::string key_line(std::uint8_t fill) {
+    char b64[45];
+    const std::vector<std::uint8_t> raw(32, fill);
+    sodium_bin2base64(b64, sizeof b64, raw.data(), raw.size(), sodium_base64_VARIANT_ORIGINAL);
+    return b64;
+}
+
+std::string lines_of(std::initializer_list<std::string> lines, bool last_newline = true) {
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    if (!last_newline) out.pop_back();
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a PSK file with several keys loads them in file order; the sender's is the first") {
+    TempDir d;
+    for (bool last_newline : {true, false}) {
+        CAPTURE(last_newline);
+        const auto p = write_file(d.path / "psk", lines_of({key_line(7), valid, key_line(9)}, last_newline));
+        const auto keys = load_psk_file(p);
+        REQUIRE(keys.size() == 3);
+        CHECK(keys[0].data()[0] == 7);
+        CHECK(keys[1].data()[31] == 31);
+        CHECK(keys[2].data()[0] == 9);
+        const auto first = load_sender_psk(p);
+        CHECK(std::equal(first.data(), first.data() + 32, keys[0].data()));
+    }
+    std::string eight;
+    for (std::uint8_t i = 0; i < max_psk_keys; ++i) eight += key_line(i) + "\n";
+    const auto keys = parse_psk_text(eight, "eight");
+    REQUIRE(keys.size() == 8);
+    for (std::uint8_t i = 0; i < 8; ++i) CHECK(keys[i].data()[5] == i);
+}
+
+TEST_CASE("multi-key PSK files: each error names the file and the line") {
+    TempDir d;
+    std::string nine;
+    for (std::uint8_t i = 0; i < 9; ++i) nine += key_line(i) + "\n";
+    struct Case {
+        std::string text, expected;
+    };
+    const Case cases[] = {
+        {"", " is empty: expected one key per line"},
+        {lines_of({valid, ""}), " line 2 is empty: blank lines are not allowed"},
+        {lines_of({valid, "", key_line(1)}), " line 2 is empty: blank lines are not allowed"},
+        {lines_of({"# old key", valid}), " line 1: comments are not allowed"},
+        {lines_of({valid, key_line(1) + "\r"}), " line 2 ends with a carriage return"},
+        {lines_of({valid, key_line(1), key_line(2).substr(0, 43)}),
+         " line 3: not a secmsg key: expected the base64 of exactly 32 bytes (44 characters), found 43"},
+        {lines_of({valid, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh*="}), " line 2: not a secmsg key: invalid base64"},
+        {lines_of({key_line(3), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9="}), " line 2: not a secmsg key: "},  // stray bits
+        {lines_of({valid, key_line(1), valid}), " line 3 holds the same key as line 1: each key may appear once"},
+        {nine, " has 9 lines: it may hold at most 8 keys, one per line"},
+        {nine + "not even a key", " has 10 lines: it may hold at most 8 keys"},
+    };
+    int i = 0;
+    for (const auto& c : cases) {
+        CAPTURE(c.text);
+        const auto p = write_file(d.path / ("multi" + std::to_string(i++)), c.text);
+        std::string what;
+        CHECK(load_error(p, &what) == KeyFileError::Kind::format);
+        CHECK_MESSAGE(what.rfind("PSK file " + p + c.expected, 0) == 0, what);
+        // The sender reads the same file: every line is checked for it too.
+        CHECK_THROWS_AS(load_sender_psk(p), KeyFileError);
     }
 }
 
@@ -194,7 +269,7 @@ TEST_CASE("credential files: links are followed and their target checked; direct
     const auto target = write_file(d.path / "psk", valid);
     const auto link = (d.path / "link").string();
     REQUIRE(::symlink(target.c_str(), link.c_str()) == 0);
-    CHECK(load_psk_file(link).size() == psk_size);  // certbot's live/ files are links
+    CHECK(load_sender_psk(link).size() == psk_size);  // certbot's live/ files are links
     ::chmod(target.c_str(), 0644);
     CHECK(load_error(link) == KeyFileError::Kind::permissions);
     const auto dangling = (d.path / "dangling").string();
@@ -249,7 +324,7 @@ TEST_CASE("credential files: an ACL entry for this process's user is fine, for a
     struct stat st{};
     REQUIRE(::stat(psk.c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0440);
-    CHECK(load_psk_file(psk).size() == psk_size);
+    CHECK(load_sender_psk(psk).size() == psk_size);
 
     const auto shared = write_file(d.path / "shared", valid, 0400);
     REQUIRE(set_acl(shared, ::geteuid() + 1, 4));
@@ -309,15 +384,15 @@ TEST_CASE("generated PSK files: mode 0600, loadable, distinct, never overwritten
     struct stat st{};
     REQUIRE(::stat(a.c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0600);
-    auto ka = load_psk_file(a), kb = load_psk_file(b);
+    auto ka = load_sender_psk(a), kb = load_sender_psk(b);
     CHECK(std::vector<std::uint8_t>(ka.data(), ka.data() + 32) != std::vector<std::uint8_t>(kb.data(), kb.data() + 32));
 
     CHECK_THROWS_AS(generate_psk_file(a), KeyFileError);
-    auto again = load_psk_file(a);
+    auto again = load_sender_psk(a);
     CHECK(std::equal(ka.data(), ka.data() + 32, again.data()));  // untouched
 
     generate_psk_file(a, true);
-    auto replaced = load_psk_file(a);
+    auto replaced = load_sender_psk(a);
     CHECK_FALSE(std::equal(ka.data(), ka.data() + 32, replaced.data()));
 
     int leftovers = 0;

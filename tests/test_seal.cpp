@@ -253,3 +253,112 @@ TEST_CASE("a plaintext above the receiver's maximum is too large") {
     CHECK(open_frame(keys, Role::server, 0, 99, big, scratch).error == ProtoError::too_large);
     CHECK(open_frame(keys, Role::server, 0, 100, big, scratch).error == ProtoError::ok);
 }
+
+namespace {
+
+// A ring of PSKs whose 32 bytes are all `fills[i]`.
+std::shared_ptr<const KeyRing> ring_of(std::initializer_list<std::uint8_t> fills) {
+    std::vector<SecretBytes> psks;
+    for (auto f : fills) {
+        SecretBytes s(32);
+        std::fill(s.data(), s.data() + 32, f);
+        psks.push_back(std::move(s));
+    }
+    return std::make_shared<const KeyRing>(psks);
+}
+
+std::shared_ptr<const FrameKeys> keys_of(std::uint8_t fill) {
+    return std::make_shared<const FrameKeys>(std::vector<std::uint8_t>(32, fill));
+}
+
+}  // namespace
+
+TEST_CASE("key fingerprints: 8 bytes of SHA-256 over the label and the PSK, in hex") {
+    // python3 -c 'import hashlib; print(hashlib.sha256(b"secmsg/1 key fingerprint"
+    //             + bytes([0x42] * 32)).hexdigest()[:16])'
+    CHECK(key_fingerprint(std::vector<std::uint8_t>(32, 0x42)) == "713a22e38c5084f9");
+    CHECK(key_fingerprint(std::vector<std::uint8_t>(32, 0x43)) == "4eb5c8653a86ad6b");
+    std::vector<std::uint8_t> counting(32);
+    for (std::size_t i = 0; i < 32; ++i) counting[i] = static_cast<std::uint8_t>(i);
+    CHECK(key_fingerprint(counting) == "c8128bab1eab143c");
+
+    const auto ring = ring_of({0x42, 0x43});
+    REQUIRE(ring->size() == 2);
+    CHECK((*ring)[0].fingerprint == "713a22e38c5084f9");
+    CHECK((*ring)[1].fingerprint == "4eb5c8653a86ad6b");
+    CHECK(ring->fingerprints() == "713a22e38c5084f9, 4eb5c8653a86ad6b");
+}
+
+TEST_CASE("a key ring holds 1 to 8 keys") {
+    CHECK_THROWS_AS(KeyRing(std::span<const SecretBytes>{}), std::invalid_argument);
+    CHECK(ring_of({1, 2, 3, 4, 5, 6, 7, 8})->size() == max_psk_keys);
+    CHECK_THROWS_AS(ring_of({1, 2, 3, 4, 5, 6, 7, 8, 9}), std::invalid_argument);
+}
+
+TEST_CASE("a receiver's key ring: the first frame's tag chooses the key for the whole channel") {
+    const auto ring = ring_of({0x41, 0x42, 0x43});
+    std::vector<std::uint8_t> wire, scratch;
+    for (std::uint8_t fill : {0x41, 0x42, 0x43}) {
+        CAPTURE(fill);
+        Channel client(keys_of(fill), Role::client), server(ring, Role::server);
+        CHECK(server.key_fingerprint().empty());  // nothing chosen yet
+        for (int i = 0; i < 3; ++i) {
+            const auto msg = test::bytes_of("message " + std::to_string(i));
+            wire.clear();
+            const auto seq = client.seal(FrameType::msg, msg, wire);
+            const auto r = server.open(wire, scratch);
+            REQUIRE(r.error == ProtoError::ok);
+            CHECK(r.seq == seq);
+            CHECK(std::equal(r.plaintext.begin(), r.plaintext.end(), msg.begin(), msg.end()));
+            CHECK(server.key_fingerprint() == key_fingerprint(std::vector<std::uint8_t>(32, fill)));
+            // The answer is sealed under the client's key.
+            std::vector<std::uint8_t> ack;
+            build_ack(seq, sha256(msg), "ok", ack);
+            wire.clear();
+            server.seal(FrameType::ack, ack, wire);
+            REQUIRE(client.open(wire, scratch).error == ProtoError::ok);
+        }
+    }
+}
+
+TEST_CASE("a key ring: the key chosen by the first frame is the only one after it") {
+    const auto ring = ring_of({0x41, 0x42});
+    Channel server(ring, Role::server);
+    std::vector<std::uint8_t> f0, f1, scratch;
+    seal_frame(*keys_of(0x42), FrameType::msg, 0, test::bytes_of("under the second key"), f0);
+    REQUIRE(server.open(f0, scratch).error == ProtoError::ok);
+    // Seq 1 under the ring's other key: a valid tag for the ring, not for the channel.
+    seal_frame(*keys_of(0x41), FrameType::msg, 1, test::bytes_of("under the first key"), f1);
+    CHECK(server.open(f1, scratch).error == ProtoError::auth);
+    CHECK(server.next_rx_seq() == 1);
+    CHECK(server.key_fingerprint() == (*ring)[1].fingerprint);
+}
+
+TEST_CASE("a key ring: a first frame under no key of it fails as under one key (ERROR 2)") {
+    const auto ring = ring_of({0x41, 0x42});
+    Channel server(ring, Role::server);
+    std::vector<std::uint8_t> frame, scratch;
+    seal_frame(*keys_of(0x43), FrameType::msg, 0, test::bytes_of("under an unknown key"), frame);
+    CHECK(server.open(frame, scratch).error == ProtoError::auth);
+    CHECK(server.key_fingerprint().empty());
+    CHECK(server.next_rx_seq() == 0);
+    // The ERROR about it is sealed under the ring's first key.
+    std::vector<std::uint8_t> err, wire;
+    build_error(static_cast<std::uint16_t>(ProtoError::auth), no_seq, "authentication failed", err);
+    server.seal(FrameType::error, err, wire);
+    Channel first(keys_of(0x41), Role::client), unknown(keys_of(0x43), Role::client);
+    CHECK(unknown.open(wire, scratch).error == ProtoError::auth);
+    CHECK(first.open(wire, scratch).error == ProtoError::ok);
+
+    SUBCASE("a malformed first frame is malformed, whatever the keys") {
+        Channel s(ring, Role::server);
+        frame.resize(frame.size() - 1);
+        CHECK(s.open(frame, scratch).error == ProtoError::malformed);
+    }
+    SUBCASE("after the tag, the first frame's other checks are the usual ones") {
+        Channel s(ring, Role::server);
+        std::vector<std::uint8_t> late;
+        seal_frame(*keys_of(0x42), FrameType::msg, 5, test::bytes_of("seq 5 first"), late);
+        CHECK(s.open(late, scratch).error == ProtoError::sequence);
+    }
+}

@@ -36,6 +36,9 @@ int config(const std::uint8_t* data, std::size_t size);  // fuzz_config.cpp
 
 // The keys every target seals and opens with: a fixed PSK of 32 bytes 0x42.
 const std::shared_ptr<const FrameKeys>& keys();
+// A receiver's ring of two keys, the fixed PSK second (after 32 bytes 0x17):
+// a server under it must see every stream as a server under keys() does.
+const std::shared_ptr<const KeyRing>& ring();
 std::span<const std::uint8_t> psk_bytes();
 
 // The fuzz input, consumed from the front; reads past the end give zeros

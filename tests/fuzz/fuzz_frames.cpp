@@ -1,7 +1,9 @@
 // Fuzz target "frames": what a peer's bytes reach before and just after the
 // tag, for both roles: the frame reader (in input-chosen chunkings), frame
 // opening through a Channel per role (tag, version, type, seq, padding,
-// size), and the ACK and ERROR payload parsers on what opened.
+// size), and the ACK and ERROR payload parsers on what opened.  A third
+// receiver, a server under a key ring whose second key is the fixed one,
+// must take every frame as the one-key server does.
 //
 // First byte: bit 7 sealed mode, bit 6 a small max_payload (100), bits 0-5
 // the chunk size - 1.  Raw mode: the rest is the byte stream as is.  Sealed
@@ -37,6 +39,8 @@ struct Receiver {
     bool all_proper_so_far = true;
 
     Receiver(Role r, std::size_t max_payload) : role(r), channel(keys(), r, max_payload) {}
+    Receiver(std::shared_ptr<const KeyRing> ring, std::size_t max_payload)
+        : role(Role::server), channel(std::move(ring), Role::server, max_payload) {}
 
     void take(std::span<const std::uint8_t> frame, std::size_t max_payload, const Expected* want) {
         if (!open) return;
@@ -105,6 +109,7 @@ int frames(const std::uint8_t* data, std::size_t size) {
 
     FrameReader reader(max_payload);
     Receiver server(Role::server, max_payload), client(Role::client, max_payload);
+    Receiver ringed(ring(), max_payload);
     std::size_t index = 0;
     bool broken = false;
     in_chunks(stream, chunk, [&](std::span<const std::uint8_t> piece) {
@@ -128,6 +133,11 @@ int frames(const std::uint8_t* data, std::size_t size) {
             if (sealed) SECMSG_FUZZ_CHECK(want != nullptr);
             server.take(n.frame, max_payload, want);
             client.take(n.frame, max_payload, want);
+            ringed.take(n.frame, max_payload, want);
+            SECMSG_FUZZ_CHECK(ringed.open == server.open &&
+                              ringed.channel.next_rx_seq() == server.channel.next_rx_seq());
+            if (server.channel.next_rx_seq() > 0)
+                SECMSG_FUZZ_CHECK(ringed.channel.key_fingerprint() == (*ring())[1].fingerprint);
             ++index;
         }
     });

@@ -47,6 +47,18 @@ const std::shared_ptr<const FrameKeys>& keys() {
     return k;
 }
 
+const std::shared_ptr<const KeyRing>& ring() {
+    static const auto r = [] {
+        std::vector<SecretBytes> psks;
+        psks.emplace_back(fixed_psk.size());
+        std::fill(psks[0].data(), psks[0].data() + fixed_psk.size(), 0x17);
+        psks.emplace_back(fixed_psk.size());
+        std::copy(fixed_psk.begin(), fixed_psk.end(), psks[1].data());
+        return std::make_shared<const KeyRing>(psks);
+    }();
+    return r;
+}
+
 std::uint8_t Input::byte() {
     if (in_.empty()) return 0;
     const std::uint8_t b = in_[0];
