@@ -226,7 +226,8 @@ int run(Options& o) {
     auto recorder = make_recorder(reactor, record);
     if (o.check_config) {
         std::cout << "configuration OK: certificate " << o.cert << ", key " << o.key << ", PSK "
-                  << o.psk_file << ", recording to " << recorder->name() << "\n";
+                  << o.psk_file << ", recording to " << recorder->name()
+                  << describe_proxy_sources(proxy_from) << "\n";
         return 0;
     }
 

@@ -292,6 +292,28 @@ class TestNotListed(ProxyTest):
                                         r"10\.0\.0\.0/8, 2001:db8::/32; "), self.d.log())
 
 
+    def test_config_file_lists_blocks_and_bad_ones_are_refused(self):
+        creds = self.d.creds
+        conf = os.path.join(self.d.dir, "secmsgd.conf")
+
+        def check(lines):
+            with open(conf, "w") as f:
+                f.write('cert = "%s/tls.crt"\nkey = "%s/tls.key"\npsk-file = "%s/psk"\n'
+                        % (creds, creds, creds) + lines)
+            return subprocess.run([self.d.binary, "--config", conf, "--check-config"],
+                                  capture_output=True, text=True, timeout=60)
+        r = check('proxy-protocol-from = ["127.0.0.1", "10.0.0.0/8", "2001:db8::/32"]\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("PROXY protocol v2 header required from 127.0.0.1/32, 10.0.0.0/8, 2001:db8::/32",
+                      r.stdout)
+        for bad, why in [("10.0.0.1/8", "address bits set past the prefix (the block is 10.0.0.0/8)"),
+                         ("192.0.2.0/33", "the prefix length must be 0 to 32"),
+                         ("lb.example", "expected ADDRESS/PREFIX with an IPv4 or IPv6 address")]:
+            r = check('proxy-protocol-from = "%s"\n' % bad)
+            self.assertEqual(r.returncode, 78, r.stderr)
+            self.assertIn("--proxy-protocol-from: invalid address block '%s': %s" % (bad, why), r.stderr)
+
+
 class TestHAProxy(ProxyTest):
     """HAProxy on 127.0.0.1 relays to secmsgd from 127.0.0.2 (its `source`),
     the only address listed, with send-proxy-v2 and health checks every
