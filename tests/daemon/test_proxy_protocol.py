@@ -238,6 +238,17 @@ class TestProxyProtocol(ProxyTest):
                                             r"inside the PROXY protocol v2 header$" % cut), self.d.log())
         self.assert_other_clients_fine()
 
+    def test_shutdown_with_a_header_half_read(self):
+        s = socket.create_connection(("127.0.0.1", self.d.port))
+        s.sendall(SIGNATURE[:5])
+        time.sleep(0.1)  # read by the daemon
+        t0 = time.monotonic()
+        self.assertEqual(self.d.stop(timeout=30 * SLOW), 0)
+        self.assertLess(time.monotonic() - t0, 3 * SLOW)  # not the 5 s shutdown bound
+        self.assertRegex(self.d.log(), r"in 5 bytes, duration \S+, reason server-shutdown: the server is "
+                                       r"shutting down\n")
+        s.close()
+
 
 class TestSlowHeader(ProxyTest):
     extra_args = ("--handshake-timeout", "1")
