@@ -3,6 +3,7 @@
 
 #include "log.hpp"
 #include "payload.hpp"
+#include "proxy_header.hpp"
 
 #include <sodium.h>
 
@@ -55,17 +56,22 @@ Connection::Connection(Shared& shared, Fd fd, tls::Session session, std::string 
     }
 }
 
-// "conn ID peer ADDR:PORT", the start of every log line about this connection.
-std::string Connection::who() const { return "conn " + std::to_string(id_) + " peer " + peer_; }
+// "conn ID peer ADDR:PORT [via ADDR:PORT]", the start of every log line
+// about this connection.
+std::string Connection::who() const {
+    return "conn " + std::to_string(id_) + " peer " + peer_ +
+           (identity_.via.empty() ? "" : " via " + identity_.via);
+}
 
 Connection::~Connection() {
     shared_.recorder.forget(*this);
     if (fd_) shared_.reactor.remove(fd_.get());
 }
 
-void Connection::start() {
+void Connection::start(Clock::time_point accepted) {
+    started_ = last_activity_ = accepted;
     shared_.reactor.add(fd_.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP, this);
-    timer_.arm_in(shared_.limits.handshake_timeout);
+    timer_.arm_at(accepted + shared_.limits.handshake_timeout);
 }
 
 void Connection::on_events(std::uint32_t) { step(); }
@@ -119,7 +125,11 @@ void Connection::do_handshake() {
     case tls::Io::want_write: return;
     case tls::Io::closed: close_now(CloseReason::client_closed); return;
     case tls::Io::failed:
-        warn("TLS handshake failed: " + tls_->error_text());
+        if (proxy::looks_like_header(tls_->first_bytes()))
+            warn("TLS handshake failed: a PROXY protocol v2 header, from an address not in "
+                 "--proxy-protocol-from");
+        else
+            warn("TLS handshake failed: " + tls_->error_text());
         close_now(CloseReason::tls_failed);
         return;
     }

@@ -127,9 +127,13 @@ public:
                std::shared_ptr<const KeyRing> keys);
     ~Connection() override;
 
-    // Registers with the reactor and arms the handshake timeout.  Throws
-    // std::system_error (epoll).
-    void start();
+    // Registers with the reactor and arms the handshake timeout, counted
+    // from `accepted` (earlier than now when a PROXY header came first).
+    // Throws std::system_error (epoll).
+    void start(Clock::time_point accepted = Clock::now());
+
+    // The balancer the connection came through (SECMSG_VIA), before start().
+    void set_via(std::string via) { identity_.via = std::move(via); }
 
     // The one entry point: epoll's events, or 0 when revisited.
     void on_events(std::uint32_t events) override;

@@ -1,6 +1,7 @@
 // secmsgd: options (command line and configuration file), credentials,
 // listeners, and the wiring of the server to the loop, signals and systemd.
 #include "build_info.hpp"
+#include "cidr.hpp"
 #include "credentials.hpp"
 #include "log.hpp"
 #include "net.hpp"
@@ -40,6 +41,7 @@ struct Options {
     std::uint16_t port = default_port;
     std::vector<std::string> listen;
     bool reuse_port = false;
+    std::vector<std::string> proxy_protocol_from;
     std::string cert, key, psk_file;
     std::string record = "auto";
     double record_timeout = 3;
@@ -132,6 +134,25 @@ std::string key_list(const KeyRing& keys) {
            keys.fingerprints() + ")";
 }
 
+// The --proxy-protocol-from blocks; a bad one is a configuration error.
+std::vector<net::Cidr> proxy_sources(const Options& o) {
+    std::vector<net::Cidr> blocks;
+    try {
+        for (const auto& text : o.proxy_protocol_from) blocks.push_back(net::Cidr::parse(text));
+    } catch (const net::NetError& e) {
+        throw ConfigError(std::string("--proxy-protocol-from: ") + e.what());
+    }
+    return blocks;
+}
+
+// "; PROXY protocol v2 header required from 10.0.0.0/8, ::1/128" for the
+// start-up line, empty without --proxy-protocol-from.
+std::string describe_proxy_sources(const std::vector<net::Cidr>& blocks) {
+    std::string text;
+    for (const auto& b : blocks) text += (text.empty() ? "" : ", ") + b.text();
+    return text.empty() ? text : "; PROXY protocol v2 header required from " + text;
+}
+
 std::vector<net::Endpoint> endpoints(const Options& o) {
     std::vector<net::Endpoint> eps;
     for (const auto& l : o.listen) eps.push_back(net::parse_endpoint(l, o.port));
@@ -198,6 +219,7 @@ int run(Options& o) {
     record.timeout = seconds_opt(o.record_timeout, "--record-timeout");
     record.journal_namespace = o.journal_namespace;
     auto eps = endpoints(o);
+    auto proxy_from = proxy_sources(o);
 
     Credentials creds = load_credentials(o);
     ::signal(SIGPIPE, SIG_IGN);
@@ -211,11 +233,13 @@ int run(Options& o) {
     if (o.check_config) {
         std::cout << "configuration OK: certificate " << o.cert << ", key " << o.key << ", PSK "
                   << o.psk_file << " " << key_list(*creds.keys) << ", recording to "
-                  << recorder->name() << "\n";
+                  << recorder->name() << describe_proxy_sources(proxy_from) << "\n";
         return 0;
     }
 
     Server server(reactor, *recorder, limits, o.max_connections, creds);
+    const std::string proxy_note = describe_proxy_sources(proxy_from);
+    server.set_proxy_sources(std::move(proxy_from));
 
     std::string where;
     auto activated = activated_sockets();
@@ -263,9 +287,9 @@ int run(Options& o) {
     log::notice(std::string("secmsgd ") + SECMSG_VERSION + " listening on " + where + "; TLS " +
                 (o.tls_min_version == "1.2" ? "1.2 and 1.3" : "1.3 only") + ", suites " +
                 (o.tls_ciphers.empty() ? tls::default_ciphers() : o.tls_ciphers) + ", groups " +
-                (o.tls_groups.empty() ? tls::default_groups() : o.tls_groups) + "; recording to " +
-                std::string(recorder->name()) + "; PSK " + key_list(*creds.keys) + "; " +
-                wolfssl_build_description());
+                (o.tls_groups.empty() ? tls::default_groups() : o.tls_groups) + proxy_note +
+                "; recording to " + std::string(recorder->name()) + "; PSK " +
+                key_list(*creds.keys) + "; " + wolfssl_build_description());
     notifier.ready();
     reactor.run();
     log::notice("stopped: " + std::to_string(server.accepted()) + " connections served, " +
@@ -294,6 +318,9 @@ int main(int argc, char** argv) {
     app.add_option("--port", o.port, "TCP port")->capture_default_str()->check(CLI::Range(1, 65535));
     app.add_option("--listen", o.listen, "ADDR:PORT or [V6ADDR]:PORT to listen on (repeatable; replaces --host/--port)");
     app.add_flag("--reuse-port", o.reuse_port, "SO_REUSEPORT: several secmsgd may listen on the same port, one per core");
+    app.add_option("--proxy-protocol-from", o.proxy_protocol_from,
+                   "CIDR of a trusted load balancer whose connections begin with a PROXY protocol "
+                   "v2 header naming the client (repeatable)");
     app.add_option("--cert", o.cert, "TLS certificate, PEM (default: tls.crt in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
     app.add_option("--key", o.key, "TLS private key, PEM (default: tls.key in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
     app.add_option("--psk-file", o.psk_file, "pre-shared key file (default: psk in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");

@@ -85,7 +85,7 @@ void Server::accept_from(Listener& l) {
             return;
         }
         Fd cfd(fd);
-        if (conns_.size() >= max_connections_) {
+        if (connections() >= max_connections_) {
             ++refused_;
             auto now = Clock::now();
             if (now - refused_logged_ >= refused_log_interval) {
@@ -99,26 +99,68 @@ void Server::accept_from(Listener& l) {
         int one = 1;
         ::setsockopt(cfd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         std::uint64_t id = ++next_id_;
-        auto peer = net::format_address(reinterpret_cast<sockaddr*>(&ss), len);
-        try {
-            tls::Session session(creds_.tls, cfd.get(), true);
-            auto c = std::make_unique<Connection>(shared_, std::move(cfd), std::move(session), peer,
-                                                  id, creds_.keys);
-            c->start();
-            conns_.emplace(id, std::move(c));
-            if (accept_episode_) {  // only a connection fully set up ends it
-                log::notice("accepting new connections again");
-                accept_episode_ = false;
-            }
-        } catch (const std::exception& ex) {
-            // Out of memory or descriptors (wolfSSL opens one per session's
-            // RNG): the same episode as EMFILE on accept.
-            pause_accepting(std::string("cannot set up a connection: ") + ex.what());
-            return;
-        }
+        const auto* sa = reinterpret_cast<const sockaddr*>(&ss);
+        auto peer = net::format_address(sa, len);
+        const bool opened = net::any_contains(proxy_from_, sa, len)
+                                ? open_intake(std::move(cfd), std::move(peer), id)
+                                : open_connection(std::move(cfd), std::move(peer), {}, id, Clock::now());
+        if (!opened) return;
         if (on_change) on_change();
     }
     reactor_.revisit(&l);
+}
+
+// Sets up a connection's TLS session and state machine and starts it.
+// False when that failed for want of memory or descriptors: accepting is
+// paused (the socket is closed).
+bool Server::open_connection(Fd fd, std::string peer, std::string via, std::uint64_t id,
+                             Clock::time_point accepted) {
+    try {
+        tls::Session session(creds_.tls, fd.get(), true);
+        auto c = std::make_unique<Connection>(shared_, std::move(fd), std::move(session),
+                                              std::move(peer), id, creds_.keys);
+        if (!via.empty()) c->set_via(std::move(via));
+        c->start(accepted);
+        conns_.emplace(id, std::move(c));
+        if (accept_episode_) {  // only a connection fully set up ends it
+            log::notice("accepting new connections again");
+            accept_episode_ = false;
+        }
+        return true;
+    } catch (const std::exception& ex) {
+        // Out of memory or descriptors (wolfSSL opens one per session's
+        // RNG): the same episode as EMFILE on accept.
+        pause_accepting(std::string("cannot set up a connection: ") + ex.what());
+        return false;
+    }
+}
+
+// A connection from a balancer: its PROXY header first (ProxyIntake), then
+// open_connection() through intake_done().
+bool Server::open_intake(Fd fd, std::string balancer, std::uint64_t id) {
+    try {
+        auto intake = std::make_unique<ProxyIntake>(
+            reactor_, &failure_log_, shared_.rbuf, std::move(fd), std::move(balancer), id,
+            shared_.limits.handshake_timeout,
+            [this](std::uint64_t i, std::optional<ProxyIntake::Handoff> h) { intake_done(i, std::move(h)); });
+        intake->start();
+        intakes_.emplace(id, std::move(intake));
+        return true;
+    } catch (const std::exception& ex) {
+        pause_accepting(std::string("cannot set up a connection: ") + ex.what());
+        return false;
+    }
+}
+
+void Server::intake_done(std::uint64_t id, std::optional<ProxyIntake::Handoff> h) {
+    // The intake is inside its own handler: destroy it after the pass.
+    reactor_.defer([this, id] {
+        intakes_.erase(id);
+        if (on_change) on_change();
+        if (shutting_down_ && conns_.empty() && intakes_.empty()) finish();
+    });
+    if (h && !shutting_down_)
+        open_connection(std::move(h->fd), std::move(h->peer), std::move(h->via), id, h->accepted);
 }
 
 // No busy loop on resource exhaustion: stop accepting and retry on a timer;
@@ -175,7 +217,7 @@ void Server::closed(std::uint64_t id) {
         conns_.erase(id);
         end_shed_episode();
         if (on_change) on_change();
-        if (shutting_down_ && conns_.empty()) finish();
+        if (shutting_down_ && conns_.empty() && intakes_.empty()) finish();
     });
 }
 
@@ -194,8 +236,9 @@ void Server::begin_shutdown(std::chrono::milliseconds bound, std::function<void(
     // the bound, so that their answers still leave before it.
     shared_.recorder.cap_deadlines(Clock::now() + bound / 2);
     for (auto& [id, c] : conns_) c->begin_shutdown();
+    for (auto& [id, i] : intakes_) i->abort();  // each erased after this pass
     shutdown_timer_.arm_in(bound);
-    if (conns_.empty()) reactor_.defer([this] { finish(); });
+    if (conns_.empty() && intakes_.empty()) reactor_.defer([this] { finish(); });
 }
 
 void Server::finish() {

@@ -2,8 +2,10 @@
 // max connections), the set of connections, reload and shutdown.
 #pragma once
 
+#include "cidr.hpp"
 #include "connection.hpp"
 #include "fd.hpp"
+#include "proxy_intake.hpp"
 #include "reactor.hpp"
 #include "recorder.hpp"
 #include "seal.hpp"
@@ -39,11 +41,16 @@ public:
     // New connections get these; open ones keep what they started with.
     void set_credentials(Credentials creds) { creds_ = std::move(creds); }
 
+    // Connections from these blocks (--proxy-protocol-from) must begin with
+    // a PROXY protocol v2 header (ProxyIntake); from anywhere else, TLS.
+    void set_proxy_sources(std::vector<net::Cidr> blocks) { proxy_from_ = std::move(blocks); }
+
     // Stops accepting, lets every connection finish what it received (ERROR
     // 7, close_notify), and calls `done` once all are closed or `bound` passed.
     void begin_shutdown(std::chrono::milliseconds bound, std::function<void()> done);
 
-    std::size_t connections() const { return conns_.size(); }
+    // Open connections, those still reading their PROXY header included.
+    std::size_t connections() const { return conns_.size() + intakes_.size(); }
     RecordStats record_stats() const { return shared_.recorder.stats(); }
     std::uint64_t accepted() const { return next_id_; }
     bool shutting_down() const { return shutting_down_; }
@@ -54,6 +61,10 @@ public:
 private:
     class Listener;
     void accept_from(Listener& l);
+    bool open_connection(Fd fd, std::string peer, std::string via, std::uint64_t id,
+                         Clock::time_point accepted);
+    bool open_intake(Fd fd, std::string balancer, std::uint64_t id);
+    void intake_done(std::uint64_t id, std::optional<ProxyIntake::Handoff> handoff);
     void pause_accepting(const std::string& why);
     void closed(std::uint64_t id);
     void finish();
@@ -67,6 +78,8 @@ private:
     Credentials creds_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> conns_;
+    std::vector<net::Cidr> proxy_from_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<ProxyIntake>> intakes_;
     std::uint64_t next_id_ = 0;
     bool accept_paused_ = false;   // retried on a timer
     bool accept_episode_ = false;  // EMFILE (or alike) logged, not yet over

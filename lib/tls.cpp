@@ -235,6 +235,8 @@ struct SessionIo {
     std::size_t header_have = 0;
     std::size_t body_left = 0;
     SessionCounters counters;
+    std::uint8_t first[16] = {};  // the stream's first bytes
+    std::uint8_t first_have = 0;
 
     bool at_record_boundary() const { return header_have == 0 && body_left == 0; }
     void scan(const std::uint8_t* p, std::size_t n);
@@ -333,6 +335,8 @@ int receive_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
     const auto got = static_cast<std::size_t>(n);
     io.byte_budget -= got;
     io.counters.bytes_in += got;
+    for (std::size_t i = 0; i < got && io.first_have < sizeof io.first; ++i)
+        io.first[io.first_have++] = static_cast<std::uint8_t>(buf[i]);
     io.scan(reinterpret_cast<const std::uint8_t*>(buf), got);
     return static_cast<int>(n);
 }
@@ -543,6 +547,8 @@ bool Session::output_blocked() const { return io_->output_blocked(); }
 std::size_t Session::pending_output() const { return io_->held.size() + io_->wolfssl_holds; }
 
 const SessionCounters& Session::counters() const { return io_->counters; }
+
+std::span<const std::uint8_t> Session::first_bytes() const { return {io_->first, io_->first_have}; }
 
 bool Session::has_pending() const { return wolfSSL_has_pending(ssl_) != 0; }
 

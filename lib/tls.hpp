@@ -200,6 +200,9 @@ public:
     std::size_t pending_output() const;
     // Running totals of what the peer sent (see SessionCounters).
     const SessionCounters& counters() const;
+    // The first bytes the peer sent (up to 16), raw, for telling what a
+    // failed handshake was given instead of TLS.
+    std::span<const std::uint8_t> first_bytes() const;
 
     std::string version() const;     // "TLSv1.3"
     std::string cipher() const;      // suite name

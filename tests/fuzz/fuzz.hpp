@@ -23,10 +23,7 @@ int frames(const std::uint8_t* data, std::size_t size);  // fuzz_frames.cpp
 int client(const std::uint8_t* data, std::size_t size);  // fuzz_client.cpp
 int psk(const std::uint8_t* data, std::size_t size);     // fuzz_psk.cpp
 int config(const std::uint8_t* data, std::size_t size);  // fuzz_config.cpp
-// proxy: the PROXY protocol v2 header parser (PROTOCOL.md, layer 1) does
-// not exist yet.  When it does, add fuzz_proxy.cpp with
-// `int proxy(const std::uint8_t*, std::size_t)`, declare it here, and list
-// it in meson.build (fuzz_targets) and in fuzz_replay.cpp (targets).
+int proxy(const std::uint8_t* data, std::size_t size);   // fuzz_proxy.cpp
 
 // A breaks-an-invariant stop that every build keeps (not an assert).
 #define SECMSG_FUZZ_CHECK(cond) \

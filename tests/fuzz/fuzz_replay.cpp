@@ -30,12 +30,13 @@ struct Target {
     int (*run)(const std::uint8_t*, std::size_t);
 };
 
-// Also the list of corpus folders.  proxy: see fuzz.hpp.
+// Also the list of corpus folders.
 constexpr Target targets[] = {
     {"frames", fuzz::frames},
     {"client", fuzz::client},
     {"psk", fuzz::psk},
     {"config", fuzz::config},
+    {"proxy", fuzz::proxy},
 };
 
 const Target* find_target(std::string_view name) {
@@ -94,14 +95,16 @@ int replay_corpus(const fs::path& root) {
         files += static_cast<long>(paths.size());
     }
     const long m = mutate_all(*find_target("frames"), fuzz::frames_seeds(), 20261126) +
-                   mutate_all(*find_target("client"), fuzz::client_seeds(), 20261202);
+                   mutate_all(*find_target("client"), fuzz::client_seeds(), 20261202) +
+                   mutate_all(*find_target("proxy"), fuzz::proxy_seeds(), 20261210);
     std::printf("fuzz-replay: %ld corpus files and %ld mutated streams, no crash\n", files, m);
     return 0;
 }
 
 int write_seeds(const fs::path& root) {
     for (const auto& [target, seeds] :
-         {std::pair{"frames", fuzz::frames_seeds()}, std::pair{"client", fuzz::client_seeds()}}) {
+         {std::pair{"frames", fuzz::frames_seeds()}, std::pair{"client", fuzz::client_seeds()},
+          std::pair{"proxy", fuzz::proxy_seeds()}}) {
         fs::create_directories(root / target);
         for (const auto& [name, bytes] : seeds) {
             std::ofstream f(root / target / name, std::ios::binary | std::ios::trunc);

@@ -17,7 +17,7 @@ build=${2:?usage: run_fuzzers.sh SOURCE_DIR BUILD_DIR [SECONDS [TARGET...]]}
 seconds=${3:-${SECMSG_FUZZ_SECONDS:-20}}
 shift $(( $# < 3 ? $# : 3 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frames client psk config)
+[ ${#targets[@]} -gt 0 ] || targets=(frames client psk config proxy)
 
 if ! command -v clang++ >/dev/null; then
     echo "run_fuzzers: no clang++: skipped"

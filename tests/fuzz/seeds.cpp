@@ -1,8 +1,10 @@
 // Generated seeds (seeds.hpp): each names what it exercises.
 #include "seeds.hpp"
 
+#include "bytes.hpp"
 #include "fuzz.hpp"
 #include "payload.hpp"
+#include "proxy_header.hpp"
 
 #include <string>
 
@@ -33,6 +35,22 @@ Bytes error_payload(std::uint16_t code, std::uint64_t ref, const std::string& re
 }
 
 Bytes message(std::uint64_t i) { return text("message " + std::to_string(i)); }
+
+// A PROXY protocol v2 header: signature, version/command, family/transport,
+// length, then `block`.
+Bytes proxy_header(std::uint8_t ver_cmd, std::uint8_t family, const Bytes& block) {
+    Bytes h(proxy::signature.begin(), proxy::signature.end());
+    h.push_back(ver_cmd);
+    h.push_back(family);
+    append_be(h, block.size(), 2);
+    h.insert(h.end(), block.begin(), block.end());
+    return h;
+}
+
+Bytes operator+(Bytes a, const Bytes& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
 
 }  // namespace
 
@@ -204,6 +222,43 @@ std::vector<Seed> client_seeds() {
         b.push_back(0);
         record(b, 0x05, {});  // ACK, seq + 1
     });
+    return s;
+}
+
+std::vector<Seed> proxy_seeds() {
+    std::vector<Seed> s;
+    const Bytes v4 = {192, 0, 2, 7, 198, 51, 100, 1, 0x12, 0x67, 0x20, 0xfb};
+    Bytes v6(36, 0);
+    v6[0] = 0x20, v6[1] = 0x01, v6[2] = 0x0d, v6[3] = 0xb8, v6[15] = 7;
+    v6[16] = 0x20, v6[17] = 0x01, v6[18] = 0x0d, v6[19] = 0xb8, v6[31] = 1;
+    v6[32] = 0x12, v6[33] = 0x67, v6[34] = 0x20, v6[35] = 0xfb;
+    const Bytes tls = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};  // what follows: a ClientHello
+    const Bytes tlvs = {0x01, 0, 2, 'h', '2', 0x04, 0, 0, 0x03, 0, 4, 1, 2, 3, 4, 0x05, 0, 1, 'u'};
+    const auto add = [&](const std::string& name, std::uint8_t piece, const Bytes& b) {
+        s.emplace_back("gen-" + name, Bytes{piece} + b);
+    };
+    add("v4-whole", 63, proxy_header(0x21, 0x11, v4) + tls);
+    add("v4-byte-by-byte", 0, proxy_header(0x21, 0x11, v4));
+    add("v6-pieces-7", 6, proxy_header(0x21, 0x21, v6) + tls);
+    add("v4-tlvs", 63, proxy_header(0x21, 0x11, v4 + tlvs));
+    add("v6-tlvs-pieces-5", 4, proxy_header(0x21, 0x21, v6 + tlvs) + tls);
+    add("local", 63, proxy_header(0x20, 0x00, {}) + tls);
+    add("local-with-v4", 2, proxy_header(0x20, 0x11, v4));
+    add("unix", 63, proxy_header(0x21, 0x31, Bytes(216, 0)));
+    add("udp", 63, proxy_header(0x21, 0x12, v4));
+    add("unspec", 63, proxy_header(0x21, 0x00, {}));
+    add("version-1-nibble", 63, proxy_header(0x11, 0x11, v4));
+    add("short-v6", 63, proxy_header(0x21, 0x21, v4));
+    add("tlv-past-end", 63, proxy_header(0x21, 0x11, v4 + Bytes{0x01, 0, 9, 'x'}));
+    add("tlv-head-cut", 63, proxy_header(0x21, 0x11, v4 + Bytes{0x01, 0}));
+    Bytes longest = v4 + Bytes{0x04, 0x03, 0xf1};
+    longest.resize(proxy::max_length, 0xaa);
+    add("longest", 63, proxy_header(0x21, 0x11, longest));
+    Bytes too_long = longest;
+    too_long.push_back(0);
+    add("too-long", 63, proxy_header(0x21, 0x11, too_long));
+    add("tls-only", 63, tls);
+    add("version-1-text", 63, text("PROXY TCP4 192.0.2.7 198.51.100.1 4711 8443\r\n"));
     return s;
 }
 

@@ -141,9 +141,12 @@ def tls_context(cafile, alpn=(ALPN,), max_version=None, min_version=None):
 class Client:
     """A secmsg/1 client over TLS: sends MSGs, reads and checks ACKs."""
 
-    def __init__(self, port, cafile, psk, host="127.0.0.1", timeout=10, ctx=None, session=None):
+    def __init__(self, port, cafile, psk, host="127.0.0.1", timeout=10, ctx=None, session=None,
+                 preamble=b""):
+        """preamble: bytes sent before TLS (a PROXY protocol header)."""
         self.keys = Keys(psk)
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.sendall(preamble)
         self.tls = (ctx or tls_context(cafile)).wrap_socket(self.sock, server_hostname="localhost",
                                                             session=session)
         self.tx_seq = 0
