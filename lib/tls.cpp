@@ -310,6 +310,13 @@ struct SessionIo {
     std::size_t wolfssl_holds = 0;  // bytes wolfSSL kept at the last short send
     std::vector<std::uint8_t> held;  // TLS's own output taken from wolfSSL, unsent
     int send_errno = 0;              // a hard send error met while flushing `held`
+    // Client sessions: a send to a peer that reset the connection is taken
+    // as sent (those bytes can never arrive), so that wolfSSL goes on to read
+    // what the peer said before it closed: a server refusing our client
+    // certificate sends its alert, closes, and our next handshake message
+    // or first frame meets the reset; the alert is still in the socket.
+    // With nothing there, the read reports the reset.
+    bool read_after_reset = false;
     // The raw stream's record framing.
     std::uint8_t header[5] = {};
     std::size_t header_have = 0;
@@ -428,6 +435,7 @@ int send_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
     if (before == Io::closed || before == Io::failed) return translate_errno(io.send_errno);
     if (before == Io::done) {
         ssize_t k = send_some(io.fd, buf, size);
+        if (k < 0 && io.read_after_reset && (k == -EPIPE || k == -ECONNRESET)) return sz;
         if (k < 0) return translate_errno(static_cast<int>(-k));
         sent = static_cast<std::size_t>(k);
     }
@@ -482,6 +490,7 @@ Session::Session(std::shared_ptr<Context> ctx, int fd, bool is_server)
         throw TlsError("cannot set ALPN on a TLS session");
     }
     if (!is_server) {
+        io_->read_after_reset = true;
         peer_ = std::make_unique<PeerCheck>();
         peer_->want = ctx_->pin();
         wolfSSL_SetCertCbCtx(ssl_, peer_.get());

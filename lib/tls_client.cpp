@@ -175,21 +175,19 @@ bool rejected_certificate(const Session& s) {
     }
 }
 
-bool refused_by_server(const Session& s) {
+const char* refusal_alert(const Session& s) {
     WOLFSSL_ALERT_HISTORY h{};
     if (wolfSSL_get_alert_history(s.get(), &h) != WOLFSSL_SUCCESS || h.last_rx.level != alert_fatal)
-        return false;
+        return nullptr;
     switch (h.last_rx.code) {
-    case bad_certificate:
-    case unsupported_certificate:
-    case certificate_revoked:
-    case certificate_expired:
-    case certificate_unknown:
-    case unknown_ca:
-    case certificate_required:
-        return true;
-    default:
-        return false;
+    case bad_certificate: return "bad_certificate";
+    case unsupported_certificate: return "unsupported_certificate";
+    case certificate_revoked: return "certificate_revoked";
+    case certificate_expired: return "certificate_expired";
+    case certificate_unknown: return "certificate_unknown";
+    case unknown_ca: return "unknown_ca";
+    case certificate_required: return "certificate_required";
+    default: return nullptr;
     }
 }
 

@@ -15,12 +15,12 @@ inline constexpr const char* system_ca_file = "/etc/ssl/certs/ca-certificates.cr
 // certificate (CA chain, name, validity) or pin was rejected.
 bool rejected_certificate(const Session& s);
 
-// After a failed handshake, read or write: true when the server refused
-// this client's certificate, or its lack of one, with a fatal alert
-// (bad_certificate, certificate_required, unknown_ca, ...).  With TLS 1.3
-// a client learns it only after its side of the handshake is done: at its
-// first read or write.
-bool refused_by_server(const Session& s);
+// After a failed handshake, read or write: the name of the fatal alert
+// ("bad_certificate", "certificate_required", "unknown_ca", ...) with which
+// the server refused this client's certificate, or its lack of one; null
+// when it did not.  With TLS 1.3 a client learns it only after its side of
+// the handshake is done: at its first read or write.
+const char* refusal_alert(const Session& s);
 
 // After Session::handshake() returned failed: true when the connection was
 // closed or reset under the handshake (not a TLS-level refusal).
