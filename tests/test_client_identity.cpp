@@ -261,7 +261,8 @@ TEST_CASE("client identity: a server context judges real client certificates ove
             CHECK_FALSE(o.accepted);
             CHECK(o.server_error.find("client certificate refused: certificate of key " +
                                       certs().pin(stem) + " does not chain to a --client-ca CA") == 0);
-            CHECK(o.alert == "unknown_ca");
+            // wolfSSL 5.7 names the missing signer; Debian's 5.5.4 says bad_certificate
+            CHECK((o.alert == "unknown_ca" || o.alert == "bad_certificate"));
         }
         o = connect(server("ca", {}), "");
         CHECK_FALSE(o.accepted);
