@@ -37,7 +37,8 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
-from secmsg_harness import Client, Daemon, tls_context  # noqa: E402
+from secmsg_harness import Client, tls_context  # noqa: E402
+import secmsg_harness  # noqa: E402
 import journald_harness as jh  # noqa: E402
 import client_harness as ch  # noqa: E402
 from client_harness import pin_of as pin_of_file  # noqa: E402
@@ -125,6 +126,18 @@ class Identities:
 
 
 IDS = None
+
+
+class Daemon(secmsg_harness.Daemon):
+    """The harness's daemon, whose exit status must be 0 (under valgrind:
+    no memory error, no definite leak)."""
+
+    def __exit__(self, *exc):
+        rc = self.stop()
+        log = self.log()
+        super().__exit__(*exc)
+        if exc[0] is None and rc != 0:
+            raise AssertionError("secmsgd exited with %s:\n%s" % (rc, log))
 
 
 def setUpModule():
