@@ -5,6 +5,7 @@
 
 #include "build_info.hpp"
 #include "client.hpp"
+#include "credentials.hpp"
 #include "escape.hpp"
 #include "message_source.hpp"
 #include "pin.hpp"
@@ -64,6 +65,8 @@ struct Options {
     double connect_timeout = 10;
     double timeout = 30;
     std::string ca_file, server_name, pin, psk_file;
+    std::string cert, key;  // client certificate (mutual TLS)
+    std::string init_identity, key_type = "ecdsa";
     bool insecure = false;
     std::size_t window = secmsg::default_window;
     bool quiet = false;
@@ -119,6 +122,8 @@ int run(const Options& o, Mode mode) {
     trust.server_name = o.server_name;
     trust.pin = o.pin;
     trust.insecure = o.insecure;
+    trust.cert_file = o.cert;
+    trust.key_file = o.key;
     if (!o.pin.empty() && !secmsg::parse_pin(o.pin)) {
         say("--pin " + o.pin + " is not a pin: expected sha256: and the base64 of 32 bytes "
             "(secmsgd --init-credentials prints it)");
@@ -295,6 +300,14 @@ int main(int argc, char** argv) {
     app.add_option("--pin", o.pin,
                    "accept exactly the server key with this sha256:BASE64 pin instead of a CA");
     app.add_flag("--insecure", o.insecure, "do not verify the server at all (prints a warning)");
+    app.add_option("--cert", o.cert,
+                   "PEM client certificate to present, for servers that require one (with --key)");
+    app.add_option("--key", o.key, "PEM private key of --cert (readable by you only)");
+    app.add_option("--init-identity", o.init_identity,
+                   "create DIR/client.key and a self-signed DIR/client.crt where missing, print "
+                   "the pin for the server's --allow-client, then exit");
+    app.add_option("--key-type", o.key_type, "for --init-identity: ecdsa (P-256, default) or ed25519")
+        ->check(CLI::IsMember({"ecdsa", "ed25519"}));
     app.add_option("--psk-file", o.psk_file,
                    "file with the pre-shared key, its first line's when several (default $SECMSG_PSK_FILE)");
     app.add_option("--window", o.window, "messages in flight at most (default 64)")
@@ -319,6 +332,17 @@ int main(int argc, char** argv) {
         return usage;
     }
 
+    if (!o.init_identity.empty()) {
+        try {
+            std::cout << secmsg::format_report(secmsg::init_client_identity(
+                o.init_identity, secmsg::parse_key_type(o.key_type)));
+            return ok;
+        } catch (const std::exception& e) {
+            say(e.what());
+            return no_input;
+        }
+    }
+
     // Defaults: command line, then $SECMSG_PSK_FILE (PSK only), then the
     // configuration file.
     std::map<std::string, std::string> config;
@@ -340,6 +364,8 @@ int main(int argc, char** argv) {
     from_config("ca-file", "--ca-file", o.ca_file);
     from_config("server-name", "--server-name", o.server_name);
     from_config("pin", "--pin", o.pin);
+    from_config("cert", "--cert", o.cert);
+    from_config("key", "--key", o.key);
 
     if (!host.empty()) {
         if (host.size() > 2 && host.front() == '[' && host.back() == ']')

@@ -114,6 +114,10 @@ void Connection::do_handshake() {
     case tls::Io::done:
         tls_version_ = tls_->version();
         tls_cipher_ = tls_->cipher();
+        if (const tls::PeerCheck* peer = tls_->peer_check()) {  // its client certificate
+            identity_.client = peer->identity;
+            identity_.client_pin = tls::peer_pin(*tls_);
+        }
         state_ = State::open;
         last_activity_ = Clock::now();
         timer_.arm_in(shared_.limits.idle_timeout);
@@ -521,7 +525,8 @@ void Connection::close_now(CloseReason why) {
         ", in " + std::to_string(frames_in_) + " frames " + std::to_string(bytes_in_) +
         " bytes, out " + std::to_string(frames_out_) + " frames " + std::to_string(bytes_out_) +
         " bytes, " + (not_recorded_ ? std::to_string(not_recorded_) + " not recorded, " : "") +
-        "duration " + dur + ", reason " + describe(reason_);
+        "duration " + dur + ", reason " + describe(reason_) +
+        (identity_.client.empty() ? "" : ", client=" + identity_.client);
     if (authenticated())
         log::info(line);
     else if (shared_.failures)

@@ -56,6 +56,10 @@ struct Options {
     bool check_config = false;
     std::string init_credentials;
     std::string key_type = "ecdsa";
+    std::string client_ca;                  // mutual TLS (reloaded on SIGHUP)
+    std::vector<std::string> allow_client;
+    int argc = 0;  // the command line, read again on SIGHUP for the above
+    char** argv = nullptr;
 };
 
 // A configuration problem: one line for the user, exit_config.
@@ -116,7 +120,39 @@ tls::ServerOptions tls_options(const Options& o) {
         throw ConfigError("--tls-min-version must be 1.2 or 1.3 (got '" + o.tls_min_version + "')");
     t.ciphers = o.tls_ciphers;
     t.groups = o.tls_groups;
+    t.client_ca_file = o.client_ca;
+    t.allow_clients = o.allow_client;
     return t;
+}
+
+const std::string default_config = std::string(SECMSG_SYSCONFDIR) + "/secmsgd/secmsgd.conf";
+
+// The mutual TLS options, on the command line's app and on reload's.
+void add_client_options(CLI::App& app, Options& o) {
+    app.add_option("--client-ca", o.client_ca,
+                   "PEM CA certificates: every client must present a certificate that chains to one");
+    app.add_option("--allow-client", o.allow_client,
+                   "accept only these clients (repeatable): sha256:PIN of the client's key, or a "
+                   "DNS name, URI or email address of its certificate (names need --client-ca)");
+}
+
+// On SIGHUP: --client-ca and --allow-client as the command line and the
+// configuration file give them now (the command line still wins); the
+// other options keep their start-up values.  Throws ConfigError.
+void reread_client_options(Options& o) {
+    Options fresh;
+    CLI::App app;
+    app.set_config("--config", default_config);
+    app.allow_extras();  // every other option, already applied at start-up
+    app.allow_config_extras(CLI::config_extras_mode::ignore);
+    add_client_options(app, fresh);
+    try {
+        app.parse(o.argc, o.argv);
+    } catch (const CLI::Error& e) {
+        throw ConfigError(std::string("configuration file: ") + e.what());
+    }
+    o.client_ca = fresh.client_ca;
+    o.allow_client = fresh.allow_client;
 }
 
 // Loads certificate, key and PSK; throws tls::TlsError or KeyFileError.
@@ -151,6 +187,15 @@ std::string describe_proxy_sources(const std::vector<net::Cidr>& blocks) {
     std::string text;
     for (const auto& b : blocks) text += (text.empty() ? "" : ", ") + b.text();
     return text.empty() ? text : "; PROXY protocol v2 header required from " + text;
+}
+
+// ", clients: ..." for the start-up and reload lines; empty without mutual TLS.
+std::string client_summary(const Options& o) {
+    if (o.client_ca.empty() && o.allow_client.empty()) return {};
+    std::string s = ", client certificates required";
+    if (!o.client_ca.empty()) s += " (CA " + o.client_ca + ")";
+    if (!o.allow_client.empty()) s += ", " + std::to_string(o.allow_client.size()) + " allowed (--allow-client)";
+    return s;
 }
 
 std::vector<net::Endpoint> endpoints(const Options& o) {
@@ -233,7 +278,8 @@ int run(Options& o) {
     if (o.check_config) {
         std::cout << "configuration OK: certificate " << o.cert << ", key " << o.key << ", PSK "
                   << o.psk_file << " " << key_list(*creds.keys) << ", recording to "
-                  << recorder->name() << describe_proxy_sources(proxy_from) << "\n";
+                  << recorder->name() << describe_proxy_sources(proxy_from) << client_summary(o)
+                  << "\n";
         return 0;
     }
 
@@ -265,11 +311,14 @@ int run(Options& o) {
             if (server.shutting_down()) return;
             notifier.reloading();
             try {
-                auto fresh = load_credentials(o);
+                Options next = o;
+                reread_client_options(next);
+                auto fresh = load_credentials(next);
                 const auto keys = key_list(*fresh.keys);
                 server.set_credentials(std::move(fresh));
+                o = std::move(next);
                 log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " +
-                            o.psk_file + " " + keys + " for new connections");
+                            o.psk_file + " " + keys + client_summary(o) + " for new connections");
             } catch (const std::exception& e) {
                 log::error(std::string("reload failed, keeping the previous credentials: ") + e.what());
             }
@@ -288,7 +337,7 @@ int run(Options& o) {
                 (o.tls_min_version == "1.2" ? "1.2 and 1.3" : "1.3 only") + ", suites " +
                 (o.tls_ciphers.empty() ? tls::default_ciphers() : o.tls_ciphers) + ", groups " +
                 (o.tls_groups.empty() ? tls::default_groups() : o.tls_groups) + proxy_note +
-                "; recording to " + std::string(recorder->name()) + "; PSK " +
+                "; recording to " + std::string(recorder->name()) + client_summary(o) + "; PSK " +
                 key_list(*creds.keys) + "; " + wolfssl_build_description());
     notifier.ready();
     reactor.run();
@@ -310,8 +359,7 @@ int main(int argc, char** argv) {
     CLI::App app{"secmsgd: receives sealed messages over TLS and records each in the journal"};
     app.set_version_flag("--version", std::string("secmsgd ") + SECMSG_VERSION + " (" +
                                           secmsg::wolfssl_build_description() + ")");
-    app.set_config("--config", std::string(SECMSG_SYSCONFDIR) + "/secmsgd/secmsgd.conf",
-                   "configuration file (command line options win)");
+    app.set_config("--config", default_config, "configuration file (command line options win)");
     app.allow_config_extras(false);  // a misspelt key in the file is an error, not ignored
     app.add_option("--host", o.host, "address to listen on (:: for every IPv6 and IPv4 address)")
         ->capture_default_str();
@@ -355,12 +403,15 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::IsMember({"1.2", "1.3"}));
     app.add_option("--tls-ciphers", o.tls_ciphers, "wolfSSL cipher suite list (default: by AES hardware)");
     app.add_option("--tls-groups", o.tls_groups, "key exchange groups, e.g. X25519:P-256");
+    add_client_options(app, o);
     app.add_flag("--check-config", o.check_config, "check the configuration and credentials, then exit");
     app.add_option("--init-credentials", o.init_credentials,
                    "create DIR/tls.key, DIR/tls.crt and DIR/psk where missing, then exit");
     app.add_option("--key-type", o.key_type, "for --init-credentials: ecdsa (P-256) or ed25519")
         ->capture_default_str()->check(CLI::IsMember({"ecdsa", "ed25519"}));
 
+    o.argc = argc;
+    o.argv = argv;
     try {
         app.parse(argc, argv);
     } catch (const CLI::Success& e) {  // --help, --version

@@ -102,6 +102,13 @@ std::string trust_advice(const tls::ClientOptions& trust) {
     return "check --ca-file and --server-name, or pin the server's key with --pin";
 }
 
+// The server refused our client certificate (mutual TLS), or that we had none.
+std::string refused_text(const std::string& peer, const tls::Session& s) {
+    return "the server at " + peer + " refused this client (TLS alert " + tls::refusal_alert(s) +
+           "): it requires a client certificate it accepts: check --cert and --key, and the "
+           "server's --client-ca and --allow-client (secmsg --init-identity prints the pin to allow)";
+}
+
 }  // namespace
 
 Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Context> ctx,
@@ -154,6 +161,7 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
                                          name + " (" + session.error_text() + ")";
             throw ClientError(Failure::certificate, what + ": " + trust_advice(trust));
         }
+        if (tls::refusal_alert(session)) throw ClientError(Failure::certificate, refused_text(peer, session));
         if (tls::connection_dropped(session))
             throw ClientError(Failure::unreachable,
                               "the server at " + peer + " closed the connection during the TLS "
@@ -212,6 +220,10 @@ private:
 
 void Runner::fail(Failure f, std::string text) {
     if (report_.failure != Failure::none) return;
+    if (tls::refusal_alert(conn_.session())) {  // TLS 1.3: after our handshake was done
+        f = Failure::certificate;
+        text = refused_text(conn_.peer(), conn_.session());
+    }
     report_.failure = f;
     report_.error = std::move(text);
     report_.unacked = session_.in_flight();

@@ -2,6 +2,7 @@
 // certificate generation, its private key, and a PSK file.
 #include "credentials.hpp"
 
+#include "client_identity.hpp"
 #include "files.hpp"
 #include "pin.hpp"
 #include "psk.hpp"
@@ -43,9 +44,21 @@ constexpr std::time_t day = 86400;
 constexpr std::time_t validity_seconds = 397 * day;
 constexpr std::time_t renew_within_seconds = 30 * day;
 constexpr std::time_t backdate_seconds = 3600;
-constexpr const char* self_signed_unit = "self-signed first-start certificate";
 constexpr std::size_t der_capacity = 4096;  // a P-256 or Ed25519 certificate is < 1 KiB
 
+// What the self-signed certificates this file makes say, per use.  The
+// organisational unit marks them as made here (only those are renewed).
+struct Profile {
+    const char* key_name;   // in the directory
+    const char* cert_name;
+    const char* unit;
+    const char* ext_key_usage;
+    bool server_names;  // subjectAltName: the host name, localhost, 127.0.0.1, ::1
+};
+constexpr Profile server_profile{"tls.key", "tls.crt", "self-signed first-start certificate",
+                                 "serverAuth", true};
+constexpr Profile client_profile{"client.key", "client.crt", "self-signed client identity",
+                                 "clientAuth", false};
 [[noreturn]] void fail(const std::string& what, int wolf_error)
 {
     throw std::runtime_error(what + ": " + wc_GetErrorString(wolf_error));
@@ -113,6 +126,16 @@ public:
                      ? wc_ecc_make_key_ex(rng.get(), 32, &ecc_, ECC_SECP256R1)
                      : wc_ed25519_make_key(rng.get(), ED25519_KEY_SIZE, &ed_);
         if (rc != 0) fail("cannot generate a key", rc);
+    }
+
+    // SHA-256 of the public key's SubjectPublicKeyInfo, as a certificate of it carries it.
+    PinDigest pin_digest()
+    {
+        byte der[128];
+        int n = type_ == KeyType::ecdsa_p256 ? wc_EccPublicKeyToDer(&ecc_, der, sizeof der, 1)
+                                             : wc_Ed25519PublicKeyToDer(&ed_, der, sizeof der, 1);
+        if (n <= 0) fail("cannot encode the public key", n);
+        return pin_digest_of_spki({der, static_cast<std::size_t>(n)});
     }
 
     // PKCS#8 DER of the private key into `out`; returns its length.
@@ -194,23 +217,6 @@ void put_tlv(std::string& out, unsigned char tag, std::string_view value)
     out.append(value);
 }
 
-// A host name usable as a dNSName: LDH labels separated by dots.
-bool is_dns_name(std::string_view name)
-{
-    if (name.empty() || name.size() > 253 || name.front() == '.' || name.back() == '.') return false;
-    std::size_t label = 0;
-    for (char c : name) {
-        if (c == '.') {
-            if (label == 0) return false;
-            label = 0;
-            continue;
-        }
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-        if (!ok || ++label > 63) return false;
-    }
-    return true;
-}
-
 std::string host_name()
 {
     char buf[256] = {};
@@ -248,7 +254,7 @@ int encode_time(std::time_t t, byte* out)
     return static_cast<int>(n + 2);
 }
 
-std::string make_certificate_pem(PrivateKey& key, Rng& rng, std::time_t now)
+std::string make_certificate_pem(PrivateKey& key, Rng& rng, std::time_t now, const Profile& profile)
 {
     auto cert = std::make_unique<Cert>();
     if (int rc = wc_InitCert(cert.get()); rc != 0) fail("cannot initialise a certificate", rc);
@@ -259,18 +265,20 @@ std::string make_certificate_pem(PrivateKey& key, Rng& rng, std::time_t now)
     const std::string host = host_name();
     const std::string cn = is_dns_name(host) && host.size() < CTC_NAME_SIZE ? host : "localhost";
     std::strncpy(cert->subject.commonName, cn.c_str(), CTC_NAME_SIZE - 1);
-    std::strncpy(cert->subject.org, "secmsgd", CTC_NAME_SIZE - 1);
-    std::strncpy(cert->subject.unit, self_signed_unit, CTC_NAME_SIZE - 1);
+    std::strncpy(cert->subject.org, profile.server_names ? "secmsgd" : "secmsg", CTC_NAME_SIZE - 1);
+    std::strncpy(cert->subject.unit, profile.unit, CTC_NAME_SIZE - 1);
 
-    const std::string san = subject_alt_names(host);
-    std::memcpy(cert->altNames, san.data(), san.size());
-    cert->altNamesSz = static_cast<int>(san.size());
+    if (profile.server_names) {
+        const std::string san = subject_alt_names(host);
+        std::memcpy(cert->altNames, san.data(), san.size());
+        cert->altNamesSz = static_cast<int>(san.size());
+    }
 
     cert->beforeDateSz = encode_time(now - backdate_seconds, cert->beforeDate);
     cert->afterDateSz = encode_time(now - backdate_seconds + validity_seconds, cert->afterDate);
 
     if (int rc = wc_SetKeyUsage(cert.get(), "digitalSignature"); rc != 0) fail("cannot set the key usage", rc);
-    if (int rc = wc_SetExtKeyUsage(cert.get(), "serverAuth"); rc != 0) fail("cannot set the extended key usage", rc);
+    if (int rc = wc_SetExtKeyUsage(cert.get(), profile.ext_key_usage); rc != 0) fail("cannot set the extended key usage", rc);
     if (int rc = wc_SetSubjectKeyIdFromPublicKey_ex(cert.get(), key.wolf_type(), key.get()); rc != 0)
         fail("cannot set the subject key id", rc);
 
@@ -321,7 +329,7 @@ struct CertificateFacts {
     std::string pin;
 };
 
-CertificateFacts inspect_certificate(const std::string& path, const SecretBytes& pem)
+CertificateFacts inspect_certificate(const std::string& path, const SecretBytes& pem, const Profile& profile)
 {
     std::vector<byte> der(pem.size());
     const int len = wc_CertPemToDer(pem.data(), static_cast<int>(pem.size()), der.data(),
@@ -348,7 +356,7 @@ CertificateFacts inspect_certificate(const std::string& path, const SecretBytes&
     facts.not_after = timegm(&tm);
     facts.made_here = std::memcmp(dc->subjectHash, dc->issuerHash, sizeof dc->subjectHash) == 0 &&
                       dc->subjectOU != nullptr &&
-                      std::string_view(dc->subjectOU, static_cast<std::size_t>(dc->subjectOULen)) == self_signed_unit;
+                      std::string_view(dc->subjectOU, static_cast<std::size_t>(dc->subjectOULen)) == profile.unit;
     facts.pin = pin_of_der({der.data(), static_cast<std::size_t>(len)});
     return facts;
 }
@@ -376,13 +384,13 @@ SecretBytes read_certificate_file(const std::string& path)
 // Replaces a certificate that this file made (see CertificateFacts) and
 // that expires within renew_within_seconds of `now` by a new one for the
 // same key, so the pin stays; notes it in `r`.
-void renew_if_due(CredentialsReport& r, std::time_t now)
+void renew_if_due(CredentialsReport& r, std::time_t now, const Profile& profile)
 {
-    const CertificateFacts old = inspect_certificate(r.cert_file, read_certificate_file(r.cert_file));
+    const CertificateFacts old = inspect_certificate(r.cert_file, read_certificate_file(r.cert_file), profile);
     if (!old.made_here || old.not_after - now >= renew_within_seconds) return;
     Rng rng;
     const auto key = load_key(r.key_file, read_key_file(r.key_file), rng);
-    const std::string pem = make_certificate_pem(*key, rng, now);
+    const std::string pem = make_certificate_pem(*key, rng, now, profile);
     const std::span<const std::uint8_t> bytes{reinterpret_cast<const std::uint8_t*>(pem.data()), pem.size()};
     if (pin_of_certificate(bytes) != old.pin)
         throw std::runtime_error(r.cert_file + " expires on " + format_date(old.not_after) +
@@ -409,15 +417,17 @@ KeyType parse_key_type(const std::string& name)
     throw std::invalid_argument("unknown key type '" + name + "': use ecdsa or ed25519");
 }
 
-CredentialsReport init_credentials(const std::string& dir, KeyType type, std::time_t now)
-{
-    CredentialsReport r;
-    const std::string base = dir.empty() ? std::string(".") : dir;
-    r.key_file = base + "/tls.key";
-    r.cert_file = base + "/tls.crt";
-    r.psk_file = base + "/psk";
-    ensure_directory(base, r.created);
+namespace {
 
+// In `base` (an existing, checked directory), the profile's key and
+// certificate where missing, or the certificate renewed (see
+// init_credentials); notes what it did in `r`, and the facts of the
+// certificate as it is now.
+void ensure_key_and_certificate(CredentialsReport& r, const std::string& base, const Profile& profile,
+                                KeyType type, std::time_t now)
+{
+    r.key_file = base + "/" + profile.key_name;
+    r.cert_file = base + "/" + profile.cert_name;
     const bool have_key = exists(r.key_file);
     const bool have_cert = exists(r.cert_file);
     if (have_cert && !have_key)
@@ -440,12 +450,30 @@ CredentialsReport init_credentials(const std::string& dir, KeyType type, std::ti
                 key = load_key(r.key_file, read_key_file(r.key_file), rng);
             }
         }
-        const std::string cert = make_certificate_pem(*key, rng, now);
+        const std::string cert = make_certificate_pem(*key, rng, now, profile);
         if (write_new_file(r.cert_file, reinterpret_cast<const byte*>(cert.data()), cert.size(), 0644))
             r.created.push_back(r.cert_file);
     } else {
-        renew_if_due(r, now);
+        renew_if_due(r, now, profile);
     }
+}
+
+void note_certificate(CredentialsReport& r, const Profile& profile)
+{
+    const CertificateFacts facts = inspect_certificate(r.cert_file, read_certificate_file(r.cert_file), profile);
+    r.pin = facts.pin;
+    r.not_after = facts.not_after;
+}
+
+}  // namespace
+
+CredentialsReport init_credentials(const std::string& dir, KeyType type, std::time_t now)
+{
+    CredentialsReport r;
+    const std::string base = dir.empty() ? std::string(".") : dir;
+    r.psk_file = base + "/psk";
+    ensure_directory(base, r.created);
+    ensure_key_and_certificate(r, base, server_profile, type, now);
 
     if (!exists(r.psk_file)) {
         try {
@@ -455,11 +483,24 @@ CredentialsReport init_credentials(const std::string& dir, KeyType type, std::ti
             if (e.kind() != KeyFileError::Kind::exists) throw;
         }
     }
-
-    const CertificateFacts facts = inspect_certificate(r.cert_file, read_certificate_file(r.cert_file));
-    r.pin = facts.pin;
-    r.not_after = facts.not_after;
+    note_certificate(r, server_profile);
     return r;
+}
+
+CredentialsReport init_client_identity(const std::string& dir, KeyType type, std::time_t now)
+{
+    CredentialsReport r;
+    const std::string base = dir.empty() ? std::string(".") : dir;
+    ensure_directory(base, r.created);
+    ensure_key_and_certificate(r, base, client_profile, type, now);
+    note_certificate(r, client_profile);
+    return r;
+}
+
+std::string pin_of_private_key(const std::string& path, const SecretBytes& pem)
+{
+    Rng rng;
+    return format_pin(load_key(path, pem, rng)->pin_digest());
 }
 
 std::string format_report(const CredentialsReport& r)
@@ -469,9 +510,15 @@ std::string format_report(const CredentialsReport& r)
     if (r.renewed_from != 0)
         out += "renewed " + r.cert_file + " (it was valid until " + format_date(r.renewed_from) +
                "): same key " + r.key_file + ", so the pin is unchanged\n";
-    if (r.created.empty() && r.renewed_from == 0) out += "credentials already present, nothing created\n";
+    if (r.created.empty() && r.renewed_from == 0)
+        out += (r.psk_file.empty() ? "identity" : "credentials") + std::string(" already present, nothing created\n");
     out += "certificate: " + r.cert_file + ", valid until " + format_date(r.not_after) + "\n";
-    out += "pin for clients: " + r.pin + "\n";
+    if (r.psk_file.empty()) {
+        out += "use it with: secmsg --cert " + r.cert_file + " --key " + r.key_file + "\n";
+        out += "allow it on the server with: --allow-client " + r.pin + "\n";
+    } else {
+        out += "pin for clients: " + r.pin + "\n";
+    }
     return out;
 }
 

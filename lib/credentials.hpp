@@ -2,6 +2,8 @@
 // its private key, and a PSK file, created only where missing.
 #pragma once
 
+#include "secret.hpp"
+
 #include <ctime>
 #include <string>
 #include <vector>
@@ -19,7 +21,7 @@ KeyType parse_key_type(const std::string& name);
 struct CredentialsReport {
     std::string key_file;   // DIR/tls.key
     std::string cert_file;  // DIR/tls.crt
-    std::string psk_file;   // DIR/psk
+    std::string psk_file;   // DIR/psk (empty for a client identity)
     std::vector<std::string> created;  // paths created by this call (empty: nothing to do)
     std::time_t renewed_from = 0;      // when DIR/tls.crt was renewed: the expiry of the old one; else 0
     std::time_t not_after = 0;         // when DIR/tls.crt (as it is now) expires
@@ -49,9 +51,27 @@ struct CredentialsReport {
 CredentialsReport init_credentials(const std::string& dir, KeyType type = KeyType::ecdsa_p256,
                                    std::time_t now = std::time(nullptr));
 
+// A client identity for mutual TLS (secmsg --init-identity): in `dir`
+// (created and checked as by init_credentials), `client.key` and
+// `client.crt`, a self-signed certificate of it (subject CN = the host
+// name, extended key usage clientAuth, no subjectAltName, same validity
+// and renewal as init_credentials'), made and kept with the same rules:
+// created only where missing, never overwritten, idempotent.  No PSK
+// (psk_file stays empty).  The pin is the one to give the server's
+// --allow-client.  Throws as init_credentials does.
+CredentialsReport init_client_identity(const std::string& dir, KeyType type = KeyType::ecdsa_p256,
+                                       std::time_t now = std::time(nullptr));
+
+// "sha256:BASE64" of the public half of the PEM private key `pem` (read
+// from `path`, named in errors): the pin of any certificate of that key.
+// Throws std::runtime_error for a key that is neither ECDSA P-256 nor
+// Ed25519.
+std::string pin_of_private_key(const std::string& path, const SecretBytes& pem);
+
 // The report as lines for a person: what was created or renewed (or that
 // nothing was), until when the certificate is valid, and the pin clients
-// use with `secmsg --pin`.
+// use with `secmsg --pin` (for a client identity: the secmsg options that
+// present it, and the --allow-client entry that admits it).
 std::string format_report(const CredentialsReport& report);
 
 }  // namespace secmsg

@@ -92,7 +92,10 @@ std::span<const std::uint8_t> spki_of_certificate(std::span<const std::uint8_t> 
 }
 
 PinDigest pin_digest_of_der(std::span<const std::uint8_t> cert_der) {
-    const auto spki = spki_of_certificate(cert_der);
+    return pin_digest_of_spki(spki_of_certificate(cert_der));
+}
+
+PinDigest pin_digest_of_spki(std::span<const std::uint8_t> spki) {
     PinDigest d{};
     if (wc_Sha256Hash(spki.data(), static_cast<word32>(spki.size()), d.data()) != 0)
         throw PinError("SHA-256 failed");

@@ -28,6 +28,9 @@ using PinDigest = std::array<std::uint8_t, 32>;
 // (a view into `cert_der`).  Throws PinError when the DER is not a certificate.
 std::span<const std::uint8_t> spki_of_certificate(std::span<const std::uint8_t> cert_der);
 
+// SHA-256 of DER SubjectPublicKeyInfo bytes (a key's pin).  Throws PinError.
+PinDigest pin_digest_of_spki(std::span<const std::uint8_t> spki_der);
+
 // SHA-256 of the certificate's SubjectPublicKeyInfo.  Throws PinError.
 PinDigest pin_digest_of_der(std::span<const std::uint8_t> cert_der);
 

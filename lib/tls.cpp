@@ -117,8 +117,89 @@ Context::~Context() {
 }
 
 namespace {
+
 bool loopback_handshake(const std::shared_ptr<Context>& server_ctx);
+
+// Verify callback of server contexts that ask for client certificates; its
+// context is the session's PeerCheck (Session sets it).  Both wolfSSL
+// builds define WOLFSSL_ALWAYS_VERIFY_CB, so it runs for the client's leaf
+// certificate even when that passed (Debian's build also for each
+// intermediate); every call sees the chain as received, the leaf first.
+// The leaf is judged by judge_client with wolfSSL's verdict on the chain
+// (`preverify`; only consulted with --client-ca, when no CA is loaded it
+// is always "no signer"): accepted, the identity is kept and the handshake
+// goes on; refused, the reason is kept for the log and wolfSSL sends the
+// client a bad_certificate alert.  Nothing of the certificate is kept but
+// its key's digest and the identity.
+int check_client_certificate(int preverify, WOLFSSL_X509_STORE_CTX* store) noexcept {
+    auto* check = store ? static_cast<PeerCheck*>(store->userCtx) : nullptr;
+    if (!check || !check->clients) return 0;  // never accept what was not judged
+    check->identity.clear();
+    if (!store->certs || store->totalCerts < 1) {
+        check->refused = "no certificate to judge";
+        return 0;
+    }
+    const std::span<const std::uint8_t> leaf{store->certs[0].buffer, store->certs[0].length};
+    try {
+        check->seen = pin_digest_of_der(leaf);
+        ClientVerdict v = judge_client(*check->clients, leaf, *check->seen, preverify == 1,
+                                       preverify == 1 ? "" : wolfssl_reason(store->error));
+        if (v.accepted) {
+            check->identity = std::move(v.identity);
+            check->refused.clear();
+            return 1;
+        }
+        check->refused = std::move(v.why);
+    } catch (const std::exception& e) {  // nothing may cross into wolfSSL
+        check->refused = std::string("unreadable certificate: ") + e.what();
+    } catch (...) {
+        check->refused = "unreadable certificate";
+    }
+    return 0;
 }
+
+// The client policy of `o` (see ServerOptions) installed on `ctx`: the CA
+// file loaded, the verify callback, resumption off.  Nothing when neither
+// option is given.  Throws TlsError naming the file or entry at fault.
+void ask_for_client_certificates(Context& ctx, const ServerOptions& o) {
+    WOLFSSL_CTX* c = ctx.get();
+    ClientPolicy policy;
+    policy.require_ca = !o.client_ca_file.empty();
+    for (const auto& text : o.allow_clients) {
+        try {
+            policy.allowed.push_back(parse_allowed_client(text));
+        } catch (const ClientIdentityError& e) {
+            throw TlsError(e.what());
+        }
+        if (!policy.require_ca && policy.allowed.back().kind != AllowedClient::Kind::pin)
+            throw TlsError("--allow-client " + text +
+                           " names a client by a name in its certificate, which only a CA can "
+                           "vouch for (a self-signed certificate may claim any name): give "
+                           "--client-ca, or allow the client's key pin instead (secmsg "
+                           "--init-identity prints it)");
+    }
+    if (!policy.active()) {
+        wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_NONE, nullptr);
+        return;
+    }
+    if (policy.require_ca) {
+        auto ca = read_secret_file(o.client_ca_file, CredentialKind::certificate);
+        if (wolfSSL_CTX_load_verify_buffer(c, ca.data(), static_cast<long>(ca.size()),
+                                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+            throw TlsError("client CA file " + o.client_ca_file +
+                           " holds no usable PEM CA certificate (--client-ca)");
+    }
+    wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                           check_client_certificate);
+    // A resumed session shows no certificate: every connection must show
+    // one to the policy in force (which a reload may have changed).
+    wolfSSL_CTX_NoTicketTLSv12(c);
+    wolfSSL_CTX_no_ticket_TLSv13(c);
+    wolfSSL_CTX_set_session_cache_mode(c, WOLFSSL_SESS_CACHE_OFF);
+    ctx.set_client_policy(std::move(policy));
+}
+
+}  // namespace
 
 std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
     init();
@@ -198,8 +279,7 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
         wolfSSL_CTX_NoTicketTLSv12(c);
         wolfSSL_CTX_no_ticket_TLSv13(c);
     }
-    // No client certificates.
-    wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_NONE, nullptr);
+    ask_for_client_certificates(*ctx, o);
     return ctx;
 }
 
@@ -230,6 +310,13 @@ struct SessionIo {
     std::size_t wolfssl_holds = 0;  // bytes wolfSSL kept at the last short send
     std::vector<std::uint8_t> held;  // TLS's own output taken from wolfSSL, unsent
     int send_errno = 0;              // a hard send error met while flushing `held`
+    // Client sessions: a send to a peer that reset the connection is taken
+    // as sent (those bytes can never arrive), so that wolfSSL goes on to read
+    // what the peer said before it closed: a server refusing our client
+    // certificate sends its alert, closes, and our next handshake message
+    // or first frame meets the reset; the alert is still in the socket.
+    // With nothing there, the read reports the reset.
+    bool read_after_reset = false;
     // The raw stream's record framing.
     std::uint8_t header[5] = {};
     std::size_t header_have = 0;
@@ -352,6 +439,7 @@ int send_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
     if (before == Io::closed || before == Io::failed) return translate_errno(io.send_errno);
     if (before == Io::done) {
         ssize_t k = send_some(io.fd, buf, size);
+        if (k < 0 && io.read_after_reset && (k == -EPIPE || k == -ECONNRESET)) return sz;
         if (k < 0) return translate_errno(static_cast<int>(-k));
         sent = static_cast<std::size_t>(k);
     }
@@ -406,8 +494,13 @@ Session::Session(std::shared_ptr<Context> ctx, int fd, bool is_server)
         throw TlsError("cannot set ALPN on a TLS session");
     }
     if (!is_server) {
+        io_->read_after_reset = true;
         peer_ = std::make_unique<PeerCheck>();
         peer_->want = ctx_->pin();
+        wolfSSL_SetCertCbCtx(ssl_, peer_.get());
+    } else if (ctx_->client_policy().active()) {
+        peer_ = std::make_unique<PeerCheck>();
+        peer_->clients = &ctx_->client_policy();  // the context outlives the session
         wolfSSL_SetCertCbCtx(ssl_, peer_.get());
     }
 }
@@ -570,8 +663,19 @@ std::string Session::alpn() const {
 }
 
 std::string Session::error_text() const {
+    if (peer_ && peer_->clients) {  // a server asking for client certificates
+        if (!peer_->refused.empty()) return "client certificate refused: " + peer_->refused;
+        if (last_error_ == NO_PEER_CERT)
+            return "the client presented no certificate (--client-ca or --allow-client requires one)";
+    }
     if (last_error_ == 0) return "no error";
     return wolfssl_reason(last_error_);
+}
+
+std::string peer_pin(const Session& s) {
+    const PeerCheck* check = s.peer_check();
+    if (!check || !check->seen) return {};
+    return format_pin(*check->seen);
 }
 
 namespace {

@@ -5,6 +5,7 @@
 // tls_client.cpp (client contexts: CA verification, pinning).
 #pragma once
 
+#include "client_identity.hpp"
 #include "pin.hpp"
 
 #include <cstddef>
@@ -14,6 +15,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 struct WOLFSSL_CTX;
 struct WOLFSSL;
@@ -50,9 +52,19 @@ struct ServerOptions {
     std::string ciphers;     // empty: default_ciphers()
     std::string groups;      // empty: default_groups()
     bool session_tickets = true;
+    // Mutual TLS (both empty: no client certificate is asked for).  With
+    // either, every client must present a certificate: one that chains to
+    // a CA of client_ca_file (PEM) when given, and one whose key pin or
+    // subjectAltName is among allow_clients when any (names need the CA).
+    // Session tickets and the session cache are then off, so that every
+    // connection shows its certificate to the policy in force.
+    std::string client_ca_file;
+    std::vector<std::string> allow_clients;  // "sha256:PIN" or a name (client_identity.hpp)
 };
 
 struct ClientOptions {
+    std::string cert_file;    // PEM client certificate (chain) to present, with key_file
+    std::string key_file;     // PEM private key of cert_file (checked like the daemon's)
     std::string ca_file;      // empty: the system trust store
     std::string server_name;  // checked against the certificate, sent as SNI
     std::string pin;          // "sha256:BASE64" of the SubjectPublicKeyInfo; replaces CA checks
@@ -69,17 +81,24 @@ public:
     // certificate's SubjectPublicKeyInfo must have (see PeerCheck).
     explicit Context(WOLFSSL_CTX* ctx, std::optional<PinDigest> pin = {}) : ctx_(ctx), pin_(pin) {}
     ~Context();
-    Context(Context&& o) noexcept : ctx_(o.ctx_), pin_(o.pin_) { o.ctx_ = nullptr; }
+    Context(Context&& o) noexcept : ctx_(o.ctx_), pin_(o.pin_), clients_(std::move(o.clients_)) {
+        o.ctx_ = nullptr;
+    }
     Context& operator=(Context&& o) noexcept;
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
     WOLFSSL_CTX* get() const { return ctx_; }
     const std::optional<PinDigest>& pin() const { return pin_; }
+    // For server contexts: the client certificates accepted (see
+    // ServerOptions); inactive when none are asked for.
+    const ClientPolicy& client_policy() const { return clients_; }
+    void set_client_policy(ClientPolicy p) { clients_ = std::move(p); }
     explicit operator bool() const { return ctx_ != nullptr; }
 
 private:
     WOLFSSL_CTX* ctx_ = nullptr;
     std::optional<PinDigest> pin_;
+    ClientPolicy clients_;
 };
 
 // Builds a server context; throws TlsError naming the file or option at fault.
@@ -87,16 +106,23 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o);
 // Builds a client context (tls_client.cpp); throws TlsError.
 std::shared_ptr<Context> make_client_context(const ClientOptions& o);
 
-// A client session's check of the server certificate: the pin its context
-// requires, if any, and the digest of the server's (leaf) certificate key
-// once the handshake has shown it.  Each client Session owns one and hands
-// it to wolfSSL as the verify callback's context; the callback
-// (tls_client.cpp, installed by make_client_context) fills `seen` and
-// judges `want`.  Works without wolfSSL's OpenSSL layer or session
-// certificate copies, which cost 22 KiB per session.
+// A session's check of the peer's certificate.  Each client Session owns
+// one, and so does each server Session whose context asks for client
+// certificates; it is the verify callback's context.  For a client: the
+// pin its context requires, if any (`want`; the callback in tls_client.cpp
+// judges it).  For a server: the context's ClientPolicy (`clients`; the
+// callback in tls.cpp judges the client's certificate with judge_client
+// and keeps the identity, or why it was refused).  Either side: `seen`,
+// the digest of the peer's (leaf) certificate key once the handshake has
+// shown it.  Works without wolfSSL's OpenSSL layer or session certificate
+// copies, which cost 22 KiB per session: the callback sees the certificate
+// as received, and only these few bytes stay.
 struct PeerCheck {
     std::optional<PinDigest> want;
     std::optional<PinDigest> seen;
+    const ClientPolicy* clients = nullptr;  // server sessions: owned by the context
+    std::string identity;                   // server: accepted client (SECMSG_CLIENT)
+    std::string refused;                    // server: why the certificate was refused
 };
 
 enum class Io { done, want_read, want_write, closed, failed };
@@ -207,8 +233,12 @@ public:
     std::string version() const;     // "TLSv1.3"
     std::string cipher() const;      // suite name
     std::string alpn() const;        // negotiated ALPN, empty if none
-    std::string error_text() const;  // after failed: wolfSSL's reason
-    // Client sessions: what the certificate check saw; null for servers.
+    // After failed: wolfSSL's reason; for a server refusing a client
+    // certificate, what was wrong with it (PeerCheck::refused) or that none came.
+    std::string error_text() const;
+    // What the certificate check saw: always for client sessions; for server
+    // sessions only when their context asks for client certificates (then,
+    // after the handshake, `identity` names the accepted client), else null.
     const PeerCheck* peer_check() const { return peer_.get(); }
     WOLFSSL* get() const { return ssl_; }
 
@@ -219,5 +249,11 @@ private:
     WOLFSSL* ssl_ = nullptr;
     int last_error_ = 0;
 };
+
+// After a handshake: "sha256:BASE64" of the peer certificate's key, as the
+// verify callback saw it during this handshake (a client: the server's, in
+// every trust mode; a server: the client's, when it asks for one); empty
+// when no certificate was seen (a resumed session, no client certificate).
+std::string peer_pin(const Session& s);
 
 }  // namespace secmsg::tls

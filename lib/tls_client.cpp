@@ -4,6 +4,8 @@
 // the server's SubjectPublicKeyInfo instead of any CA, or none (--insecure).
 #include "tls_client.hpp"
 
+#include "credentials.hpp"
+#include "files.hpp"
 #include "pin.hpp"
 
 #include <wolfssl/options.h>
@@ -54,6 +56,41 @@ int group_id(const std::string& name) {
     return 0;
 }
 
+// The client certificate (chain) and its key, for servers that ask for one
+// (mutual TLS): both files checked as the daemon checks its own (a key
+// others can read is refused), and the key proven to be the certificate's
+// (same public key).  Throws TlsError naming the file at fault.
+void present_certificate(WOLFSSL_CTX* c, const ClientOptions& o) {
+    if (o.cert_file.empty() || o.key_file.empty())
+        throw TlsError("--cert and --key go together: give both (secmsg --init-identity DIR "
+                       "makes a pair)");
+    SecretBytes cert, key;
+    try {
+        cert = read_credential_file(o.cert_file, CredentialKind::certificate).bytes;
+        key = read_credential_file(o.key_file, CredentialKind::private_key).bytes;
+    } catch (const KeyFileError& e) {
+        throw TlsError(e.what());
+    }
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(c, cert.data(), static_cast<long>(cert.size()),
+                                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        throw TlsError("certificate file " + o.cert_file +
+                       " holds no usable PEM certificate (--cert)");
+    if (wolfSSL_CTX_use_PrivateKey_buffer(c, key.data(), static_cast<long>(key.size()),
+                                          WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        throw TlsError("private key file " + o.key_file +
+                       " holds no usable PEM private key (ECDSA P-256 or Ed25519) (--key)");
+    std::string cert_pin, key_pin;
+    try {
+        cert_pin = pin_of_certificate({cert.data(), cert.size()});
+        key_pin = pin_of_private_key(o.key_file, key);
+    } catch (const std::exception& e) {
+        throw TlsError(e.what());
+    }
+    if (cert_pin != key_pin)
+        throw TlsError("private key " + o.key_file + " does not belong to certificate " +
+                       o.cert_file + " (their public keys differ)");
+}
+
 }  // namespace
 
 std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
@@ -94,6 +131,8 @@ std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
     if (ids.empty() ||
         wolfSSL_CTX_set_groups(c, ids.data(), static_cast<int>(ids.size())) != WOLFSSL_SUCCESS)
         throw TlsError("this wolfSSL does not support the key exchange groups " + groups);
+
+    if (!o.cert_file.empty() || !o.key_file.empty()) present_certificate(c, o);
 
     if (o.insecure) {
         wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_NONE, check_server_certificate);
@@ -136,6 +175,22 @@ bool rejected_certificate(const Session& s) {
     }
 }
 
+const char* refusal_alert(const Session& s) {
+    WOLFSSL_ALERT_HISTORY h{};
+    if (wolfSSL_get_alert_history(s.get(), &h) != WOLFSSL_SUCCESS || h.last_rx.level != alert_fatal)
+        return nullptr;
+    switch (h.last_rx.code) {
+    case bad_certificate: return "bad_certificate";
+    case unsupported_certificate: return "unsupported_certificate";
+    case certificate_revoked: return "certificate_revoked";
+    case certificate_expired: return "certificate_expired";
+    case certificate_unknown: return "certificate_unknown";
+    case unknown_ca: return "unknown_ca";
+    case certificate_required: return "certificate_required";
+    default: return nullptr;
+    }
+}
+
 bool connection_dropped(const Session& s) {
     const int e = wolfSSL_get_error(s.get(), 0);
     return e == SOCKET_PEER_CLOSED_E || e == SOCKET_ERROR_E || e == WOLFSSL_ERROR_ZERO_RETURN;
@@ -144,12 +199,6 @@ bool connection_dropped(const Session& s) {
 std::string key_exchange_group(const Session& s) {
     const char* name = wolfSSL_get_curve_name(s.get());
     return name ? name : "";
-}
-
-std::string peer_pin(const Session& s) {
-    const PeerCheck* check = s.peer_check();
-    if (!check || !check->seen) return {};
-    return format_pin(*check->seen);
 }
 
 }  // namespace secmsg::tls

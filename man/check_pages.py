@@ -118,6 +118,8 @@ with tempfile.TemporaryDirectory() as tmp:
             value = '"%s/tls.%s"' % (creds, 'crt' if key == 'cert' else 'key')
         elif key == 'psk-file':
             value = '"%s/psk"' % creds
+        elif key == 'client-ca':
+            value = '"%s/tls.crt"' % creds  # any readable PEM certificate
         elif key == 'record':
             value = '"stderr"'  # the journal may be unreachable where the tests run
         lines.append('%s = %s' % (key, value))

@@ -114,8 +114,11 @@ struct Client {
 // Heap held per idle server session (bytes): the growth while `n` more
 // sessions open, after `warm` sessions have filled wolfSSL's global caches
 // (Debian's build keeps a fixed-point ECC cache of several MiB, filled
-// during the first handshakes), divided by `n`.
-double heap_per_idle_session(int warm, int n) {
+// during the first handshakes), divided by `n`.  `mutual`: the server asks
+// for a client certificate (--allow-client with the client's pin) and the
+// client presents one; the figure then adds what the session keeps of it
+// outside wolfSSL (its PeerCheck, the identity string).
+double heap_per_idle_session(int warm, int n, bool mutual = false) {
     namespace fs = std::filesystem;
     char tmpl[] = "/tmp/bench-crypto.XXXXXX";
     if (!mkdtemp(tmpl)) die("cannot make a temporary directory");
@@ -125,11 +128,21 @@ double heap_per_idle_session(int warm, int n) {
     secmsg::tls::ServerOptions so;
     so.cert_file = creds.cert_file;
     so.key_file = creds.key_file;
+    secmsg::CredentialsReport identity;
+    if (mutual) {
+        identity = secmsg::init_client_identity((dir / "client").string());
+        so.allow_clients = {identity.pin};
+    }
     auto server_ctx = secmsg::tls::make_server_context(so);
 
     WOLFSSL_CTX* cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
     if (!cctx) die("cannot make a client context");
     wolfSSL_CTX_set_verify(cctx, WOLFSSL_VERIFY_NONE, nullptr);
+    if (mutual && (wolfSSL_CTX_use_certificate_file(cctx, identity.cert_file.c_str(), WOLFSSL_FILETYPE_PEM) !=
+                       WOLFSSL_SUCCESS ||
+                   wolfSSL_CTX_use_PrivateKey_file(cctx, identity.key_file.c_str(), WOLFSSL_FILETYPE_PEM) !=
+                       WOLFSSL_SUCCESS))
+        die("cannot load the client identity");
 
     const auto total = static_cast<std::size_t>(warm + n);
     std::vector<std::array<int, 2>> fds;
@@ -181,7 +194,13 @@ double heap_per_idle_session(int warm, int n) {
         }
         if (got != record.size()) die("server did not read the record");
     }  // each client session is freed at the end of its pass
-    const std::size_t after = live_bytes;
+    std::size_t after = live_bytes;
+    if (mutual) {
+        const auto* check = servers.back().peer_check();
+        if (!check || check->identity != identity.pin) die("the client certificate was not judged");
+        after += static_cast<std::size_t>(n) *
+                 (sizeof(secmsg::tls::PeerCheck) + (check->identity.capacity() > 15 ? check->identity.capacity() + 1 : 0));
+    }
 
     servers.clear();
     for (auto& pair : fds) {
@@ -300,6 +319,7 @@ struct Figures {
 Figures measure() {
     Figures f;
     f.add("heap_per_session", heap_per_idle_session(16, 64));
+    f.add("heap_per_session_mtls", heap_per_idle_session(16, 64, true));
 
     WC_RNG rng;
     check(wc_InitRng(&rng), "wc_InitRng");
@@ -449,6 +469,7 @@ struct Row {
 
 constexpr Row rows[] = {
     {"heap_per_session", "heap per idle TLS 1.3 server session (handshake + 1 record)", "KiB", 1024, true},
+    {"heap_per_session_mtls", "the same with a client certificate (--allow-client)", "KiB", 1024, true},
     {"aes256_cbc_encrypt", "AES-256-CBC encrypt, 16 KiB", "MB/s", 1, false},
     {"aes256_cbc_decrypt", "AES-256-CBC decrypt, 16 KiB", "MB/s", 1, false},
     {"aes256_gcm", "AES-256-GCM encrypt, 16 KiB", "MB/s", 1, false},

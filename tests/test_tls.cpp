@@ -5,6 +5,7 @@
 
 #include "build_info.hpp"
 #include "openssl_peer.hpp"
+#include "test_util.hpp"
 
 #include <doctest/doctest.h>
 #include <wolfssl/options.h>
@@ -28,13 +29,8 @@ using tls::IoResult;
 
 namespace {
 
-// A temporary directory with certificates, removed at the end.
-struct CertDir {
-    fs::path dir;
-    CertDir() {
-        char tmpl[] = "/tmp/secmsg-tls-test-XXXXXX";
-        dir = ::mkdtemp(tmpl);
-        const char* py = R"PY(
+// Certificates, in a temporary directory removed at the end.
+constexpr const char* cert_script = R"PY(
 import sys, datetime, os
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -60,12 +56,10 @@ make("ed25519", ed25519.Ed25519PrivateKey.generate(), None)
 make("other", ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
 os.chmod(sys.argv[0], 0o600)  # this script is also the test's "not a key" key file
 )PY";
-        std::ofstream(dir / "gen.py") << py;
-        std::string cmd = "/usr/bin/python3 " + (dir / "gen.py").string() + " " + dir.string();
-        REQUIRE(std::system(cmd.c_str()) == 0);
-    }
-    ~CertDir() { fs::remove_all(dir); }
-    std::string operator()(const std::string& f) const { return (dir / f).string(); }
+
+struct CertDir : test::ScriptDir {
+    CertDir() : ScriptDir("secmsg-tls-test", cert_script) {}
+    std::string operator()(const std::string& f) const { return path(f); }
 };
 
 const CertDir& certs() {
@@ -80,14 +74,7 @@ tls::ServerOptions server_opts(const std::string& kind) {
     return o;
 }
 
-struct Pair {
-    int fds[2] = {-1, -1};
-    Pair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0); }
-    ~Pair() {
-        ::close(fds[0]);
-        ::close(fds[1]);
-    }
-};
+using Pair = test::SocketPair;
 
 // A raw wolfSSL client context (the real one is tls_client.cpp's, and it
 // verifies; here the server side is under test).

@@ -10,6 +10,7 @@
 // that this target calls (the daemon's owners' file).
 #include "fuzz.hpp"
 
+#include "client_identity.hpp"
 #include "protocol.hpp"
 
 #include <CLI/CLI.hpp>
@@ -35,6 +36,8 @@ struct Options {
     bool check_config = false;
     std::string init_credentials;
     std::string key_type = "ecdsa";
+    std::string client_ca;
+    std::vector<std::string> allow_client;
 };
 
 void add_options(CLI::App& app, Options& o) {
@@ -56,6 +59,8 @@ void add_options(CLI::App& app, Options& o) {
         ->capture_default_str()->check(CLI::IsMember({"1.2", "1.3"}));
     app.add_option("--tls-ciphers", o.tls_ciphers);
     app.add_option("--tls-groups", o.tls_groups);
+    app.add_option("--client-ca", o.client_ca);
+    app.add_option("--allow-client", o.allow_client);
     app.add_flag("--check-config", o.check_config);
     app.add_option("--init-credentials", o.init_credentials);
     app.add_option("--key-type", o.key_type)
@@ -78,6 +83,17 @@ int config(const std::uint8_t* data, std::size_t size) {
     SECMSG_FUZZ_CHECK(o.port >= 1);
     SECMSG_FUZZ_CHECK(o.tls_min_version == "1.2" || o.tls_min_version == "1.3");
     SECMSG_FUZZ_CHECK(o.key_type == "ecdsa" || o.key_type == "ed25519");
+    // --allow-client entries as make_server_context parses them: an entry
+    // is refused with ClientIdentityError or is what its kind says.
+    for (const auto& text : o.allow_client) {
+        try {
+            const AllowedClient e = parse_allowed_client(text);
+            SECMSG_FUZZ_CHECK(e.text == text);
+            SECMSG_FUZZ_CHECK((e.kind == AllowedClient::Kind::pin) == text.starts_with(pin_prefix));
+            for (char c : text) SECMSG_FUZZ_CHECK(c > ' ' && c < 0x7f);
+        } catch (const ClientIdentityError&) {
+        }
+    }
     return 0;
 }
 
