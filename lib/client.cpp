@@ -174,6 +174,11 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
 
 namespace {
 
+// Message `number` for people, as the caller names it.
+std::string message_name(const DeliveryHooks& hooks, std::uint64_t number) {
+    return hooks.name ? hooks.name(number) : "message " + std::to_string(number + 1);
+}
+
 // How one connection ended: failure none when the source ended and every
 // message was acknowledged.
 struct Ending {
@@ -389,10 +394,9 @@ Ending Runner::run() {
         if (everything_answered()) break;
         if (not_recorded_ > 0 && session_.in_flight() == 0) {
             // Every reply is in: end this connection, send them again on the next.
-            const std::string which =
-                not_recorded_ == 1 ? (hooks_.name ? hooks_.name(first_not_recorded_)
-                                                  : "message " + std::to_string(first_not_recorded_ + 1))
-                                   : std::to_string(not_recorded_) + " messages";
+            const std::string which = not_recorded_ == 1
+                                          ? message_name(hooks_, first_not_recorded_)
+                                          : std::to_string(not_recorded_) + " messages";
             fail(Failure::temporary, "the server at " + conn_.peer() + " did not record " + which +
                                          " (ERROR 6: " + not_recorded_reason_ + ")");
             (void)conn_.session().shutdown();
@@ -454,10 +458,10 @@ public:
 
 private:
     bool retrying() const { return o_.retry.retry_for.count() > 0; }
-    std::string name(std::uint64_t number) const {
-        return hooks_.name ? hooks_.name(number) : "message " + std::to_string(number + 1);
-    }
     std::string unacked_text() const;
+    std::string failed_text(const Ending& end) const {  // what failed and what is left
+        return end.error + (report_.sent > 0 ? "; " + unacked_text() : "");
+    }
     bool take_next();  // false: the source ended
     Ending attempt();
     bool wait_before_retry(const Ending& end);
@@ -483,7 +487,7 @@ std::string Delivery::unacked_text() const {
     const auto n = carry_.size();
     if (n == 0) return "every message sent was acknowledged";
     return std::to_string(n) + (n == 1 ? " message" : " messages") + " not acknowledged (" +
-           (n == 1 ? "" : "from ") + name(carry_.front().number) + ")";
+           (n == 1 ? "" : "from ") + message_name(hooks_, carry_.front().number) + ")";
 }
 
 // Waits for the source's next message and carries it; false at its end.
@@ -504,11 +508,12 @@ bool Delivery::take_next() {
 // One connection, from the handshake until it ends; what was not
 // acknowledged on it is carried to the next.
 Ending Delivery::attempt() {
+    using std::chrono::milliseconds;
     ConnectOptions co = o_.connect;
-    if (failing_)  // within what is left of --retry-for
-        co.timeout = std::min(co.timeout, std::max(std::chrono::milliseconds(1),
-                                                   std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                       deadline() - Clock::now())));
+    if (failing_) {  // within what is left of --retry-for
+        const auto left = std::chrono::duration_cast<milliseconds>(deadline() - Clock::now());
+        co.timeout = std::min(co.timeout, std::max(milliseconds(1), left));
+    }
     std::optional<Connection> conn;
     try {
         conn.emplace(Connection::open(co, o_.context, o_.trust));
@@ -529,10 +534,10 @@ Ending Delivery::attempt() {
 RunReport Delivery::finish(const Ending& end, bool gave_up) {
     report_.failure = gave_up ? Failure::temporary : end.failure;
     report_.gave_up = gave_up;
-    report_.error = (gave_up ? "gave up after trying for " + seconds_text(Clock::now() - failing_since_) +
-                                   " (--retry-for): "
-                             : "") +
-                    end.error + (report_.sent > 0 ? "; " + unacked_text() : "");
+    report_.error = gave_up ? "gave up after trying for " +
+                                  seconds_text(Clock::now() - failing_since_) + " (--retry-for): " +
+                                  failed_text(end)
+                            : failed_text(end);
     report_.unacked = carry_.size();
     return report_;
 }
@@ -551,9 +556,8 @@ bool Delivery::wait_before_retry(const Ending& end) {
     if (now >= deadline()) return false;
     // The last attempt is made when the time is up.
     const auto delay = std::min<Clock::duration>(backoff_.next(), deadline() - now);
-    ++report_.retries;
-    say(end.error + (report_.sent > 0 ? "; " + unacked_text() : "") + ": trying again in " +
-        seconds_text(delay) + " (giving up in " + seconds_text(deadline() - now) + ", --retry-for)");
+    say(failed_text(end) + ": trying again in " + seconds_text(delay) + " (giving up in " +
+        seconds_text(deadline() - now) + ", --retry-for)");
     sleep_until(now + delay);
     return true;
 }

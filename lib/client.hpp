@@ -86,7 +86,6 @@ struct RunReport {
     std::uint64_t unacked = 0;       // on failure: sent, not acknowledged
     std::uint64_t resent = 0;        // messages sent again on a new connection
     std::uint64_t connections = 0;   // TLS handshakes completed
-    std::uint64_t retries = 0;       // waits before another attempt
     Failure failure = Failure::none;
     std::string error;     // one line, when failure != none
     bool gave_up = false;  // failure: retried for the whole of retry_for in vain

@@ -343,11 +343,12 @@ class TestGivingUp(RetryTest):
         self.daemons.append(d)
         c = subprocess.Popen(ch.command(ch.trust_args(d) + ["-m", "early bird"]),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
-        time.sleep(1.5)
+        first = c.stderr.readline().decode()  # refused at least once before the daemon starts
+        self.assertRegex(first, "Connection refused.*trying again")
         d.start()
         out, err = c.communicate(timeout=30)
-        self.assertEqual(c.returncode, EX_OK, err)
-        self.assertRegex(err.decode(), "Connection refused.*trying again")
+        self.assertEqual(c.returncode, EX_OK, first + err.decode())
+        self.assertRegex(out.decode(), r"^seq 0: recorded")
         self.assertTrue(d.wait_log("early bird"))
 
 
