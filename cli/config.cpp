@@ -52,7 +52,7 @@ std::map<std::string, std::string> read_config(const std::string& path) {
                          [&](const char* k) { return key == k; }) == std::end(config_keys))
             throw ConfigError(false, where + "unknown key \"" + key +
                                          "\" (known: host, port, psk-file, ca-file, "
-                                         "server-name, pin)");
+                                         "server-name, pin, retry-for)");
         if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
             value = value.substr(1, value.size() - 2);
         if (value.starts_with("~/"))

@@ -71,6 +71,7 @@ struct Options {
     std::size_t window = secmsg::default_window;
     bool quiet = false;
     bool verbose = false;
+    double retry_for = 60;  // seconds; 0: the first failure ends the run
 };
 
 std::chrono::milliseconds to_ms(double seconds) {
@@ -175,38 +176,24 @@ int run(const Options& o, Mode mode) {
         }
     }
 
-    secmsg::ConnectOptions co;
-    co.host = o.host;
-    co.port = o.port;
-    co.server_name = o.server_name;
-    co.timeout = to_ms(o.connect_timeout);
-
-    std::optional<secmsg::Connection> conn;
-    try {
-        conn.emplace(secmsg::Connection::open(co, ctx, trust));
-    } catch (const secmsg::ClientError& e) {
-        say(e.what());
-        return exit_for(e.kind());
-    }
-
-    auto& s = conn->session();
-    const std::string details = s.version() + ", " + s.cipher() + ", " +
-                                secmsg::tls::key_exchange_group(s) +
-                                (s.alpn().empty() ? "" : ", ALPN " + secmsg::escape_payload(s.alpn()));
-    if (o.verbose)
-        say("connected to " + conn->peer() + " (" + details + "), server key " +
-            secmsg::tls::peer_pin(s));
+    secmsg::DeliveryOptions d;
+    d.connect.host = o.host;
+    d.connect.port = o.port;
+    d.connect.server_name = o.server_name;
+    d.connect.timeout = to_ms(o.connect_timeout);
+    d.context = ctx;
+    d.trust = trust;
+    d.keys = keys;
+    d.window = mode == Mode::interactive ? 1 : o.window;  // interactive: type, Enter, see the reply
+    d.ack_timeout = to_ms(o.timeout);
+    d.retry.retry_for = to_ms(o.retry_for);
+    const bool retrying = d.retry.retry_for.count() > 0;
 
     const auto prompt = [] { std::cout << "> " << std::flush; };
     std::unique_ptr<secmsg::MessageSource> source;
-    std::size_t window = o.window;
     switch (mode) {
     case Mode::interactive:
-        std::cerr << "Connected to " << conn->peer() << " (" << details << ").\n"
-                  << "Type a message and press Enter; 'exit' or Ctrl-D quits.\n";
         source = std::make_unique<TypedLines>(prompt);
-        window = 1;  // one message at a time: type, Enter, see the reply
-        prompt();
         break;
     case Mode::pipe:
         if (whole)
@@ -219,17 +206,35 @@ int run(const Options& o, Mode mode) {
         break;
     }
 
-    ClientSession session(keys, window);
-    using Kind = ClientSession::Event::Kind;
-    const auto which = [&](std::uint64_t seq) {
+    // How messages are named for people: their place in the input.
+    const auto which = [&](std::uint64_t number) {
         switch (mode) {
-        case Mode::pipe: return o.whole ? std::string("the message") : "line " + std::to_string(seq + 1);
-        case Mode::one_shot: return "message " + std::to_string(seq + 1) + " (-m)";
+        case Mode::pipe: return o.whole ? std::string("the message") : "line " + std::to_string(number + 1);
+        case Mode::one_shot: return "message " + std::to_string(number + 1) + " (-m)";
         case Mode::interactive: break;
         }
-        return "seq " + std::to_string(seq);
+        return "message " + std::to_string(number + 1);
     };
-    const auto on_event = [&](const ClientSession::Event& e) {
+
+    secmsg::DeliveryHooks hooks;
+    hooks.name = which;
+    hooks.connected = [&](secmsg::Connection& conn, bool first, std::size_t resending) {
+        auto& s = conn.session();
+        const std::string details =
+            s.version() + ", " + s.cipher() + ", " + secmsg::tls::key_exchange_group(s) +
+            (s.alpn().empty() ? "" : ", ALPN " + secmsg::escape_payload(s.alpn()));
+        if (o.verbose)
+            say(std::string(first ? "connected" : "connected again") + " to " + conn.peer() + " (" +
+                details + "), server key " + secmsg::tls::peer_pin(s) +
+                (resending ? "; sending " + std::to_string(resending) + " unacknowledged again" : ""));
+        if (mode == Mode::interactive && first) {
+            std::cerr << "Connected to " << conn.peer() << " (" << details << ").\n"
+                      << "Type a message and press Enter; 'exit' or Ctrl-D quits.\n";
+            prompt();
+        }
+    };
+    hooks.event = [&](const ClientSession::Event& e) {
+        using Kind = ClientSession::Event::Kind;
         if (e.kind == Kind::acked) {
             if (mode == Mode::interactive) {
                 std::cout << "[ack seq " << e.seq << "] " << e.text << '\n';
@@ -237,18 +242,26 @@ int run(const Options& o, Mode mode) {
             } else if (o.verbose || (mode == Mode::one_shot && !o.quiet)) {
                 std::cout << "seq " << e.seq << ": " << e.text << '\n';
             }
-        } else if (e.kind == Kind::not_recorded) {
-            say(which(e.seq) + " (seq " + std::to_string(e.seq) +
+        } else if (e.kind == Kind::not_recorded && !retrying) {
+            say(which(e.number) + " (seq " + std::to_string(e.seq) +
                 ") was NOT recorded by the server (ERROR 6: " + e.text +
                 "); it may be sent again");
             if (mode == Mode::interactive) prompt();
+        } else if (e.kind == Kind::not_recorded && o.verbose) {
+            say(which(e.number) + " (seq " + std::to_string(e.seq) +
+                ") was NOT recorded by the server (ERROR 6: " + e.text + "); it will be sent again");
         }
+    };
+    hooks.retrying = [&](const std::string& line, bool idle) {
+        if (mode == Mode::interactive && idle) std::cout << '\n' << std::flush;  // after the prompt
+        say(line);
+        if (mode == Mode::interactive && idle) prompt();
     };
 
     const auto start = std::chrono::steady_clock::now();
     secmsg::RunReport r;
     try {
-        r = secmsg::run_client(*conn, session, *source, on_event, to_ms(o.timeout));
+        r = secmsg::deliver(d, *source, hooks);
     } catch (const std::system_error& e) {
         say(std::string(e.what()) + " (standard input)");
         return no_input;
@@ -257,13 +270,17 @@ int run(const Options& o, Mode mode) {
         return data_err;
     }
     const auto took = std::chrono::steady_clock::now() - start;
-    if (mode == Mode::interactive && r.failure != Failure::none) std::cout << '\n' << std::flush;
+    if (mode == Mode::interactive && r.failure != Failure::none && r.connections > 0)
+        std::cout << '\n' << std::flush;
     if (r.failure != Failure::none) say(r.error);
-    if (mode == Mode::pipe && !o.quiet)
+    if (mode == Mode::pipe && !o.quiet && r.connections > 0)
         say(std::to_string(r.acked) + " of " + std::to_string(r.sent) +
             " messages acknowledged (" + std::to_string(r.bytes) + " bytes) in " +
             seconds(took) +
-            (r.not_recorded ? ", " + std::to_string(r.not_recorded) + " NOT recorded" : ""));
+            (r.not_recorded ? ", " + std::to_string(r.not_recorded) + " NOT recorded" : "") +
+            (r.resent ? ", " + std::to_string(r.resent) + " sent again over " +
+                            std::to_string(r.connections) + " connections"
+                      : ""));
     if (r.failure != Failure::none) return exit_for(r.failure);
     return r.not_recorded > 0 ? temp_fail : ok;
 }
@@ -277,11 +294,12 @@ int main(int argc, char** argv) {
                  "Interactive when standard input is a terminal; otherwise each input line is\n"
                  "one message.  Exit status: 0 all acknowledged, 64 usage, 65 input too large,\n"
                  "66 file missing, 69 server unreachable, 75 not recorded or connection lost\n"
-                 "(resend later), 76 protocol error, 77 certificate or pin rejected.\n"
+                 "(after --retry-for; resend later), 76 protocol error, 77 certificate or pin\n"
+                 "rejected.\n"
                  "See secmsg(1).",
                  "secmsg"};
     Options o;
-    std::string host, port_text;
+    std::string host, port_text, retry_text;
     app.add_option("-m,--message", o.messages, "send TEXT as one message (repeatable) and exit")
         ->type_name("TEXT");
     app.add_flag("--whole", o.whole, "send all of standard input as one message (binary-safe)");
@@ -293,6 +311,10 @@ int main(int argc, char** argv) {
     app.add_option("--timeout", o.timeout,
                    "seconds to wait for an acknowledgement (default 30)")
         ->check(CLI::PositiveNumber);
+    app.add_option("--retry-for", retry_text,
+                   "seconds to keep reconnecting and resending after a failure that may pass "
+                   "(default 60; 0: exit at the first failure)")
+        ->type_name("SECONDS");
     app.add_option("--ca-file", o.ca_file,
                    "PEM CA certificates to verify the server with (default: the system store)");
     app.add_option("--server-name", o.server_name,
@@ -366,6 +388,7 @@ int main(int argc, char** argv) {
     from_config("pin", "--pin", o.pin);
     from_config("cert", "--cert", o.cert);
     from_config("key", "--key", o.key);
+    from_config("retry-for", "--retry-for", retry_text);
 
     if (!host.empty()) {
         if (host.size() > 2 && host.front() == '[' && host.back() == ']')
@@ -380,6 +403,15 @@ int main(int argc, char** argv) {
             return usage;
         }
         o.port = static_cast<std::uint16_t>(p);
+    }
+    if (!retry_text.empty()) {
+        char* end = nullptr;
+        const double t = std::strtod(retry_text.c_str(), &end);
+        if (!end || *end || !(t >= 0) || t > 1e9) {
+            say("retry-for " + retry_text + " is not a number of seconds from 0 (check --retry-for)");
+            return usage;
+        }
+        o.retry_for = t;
     }
     if ((o.insecure ? 1 : 0) + (o.pin.empty() ? 0 : 1) > 1) {
         say("--insecure and --pin contradict each other: choose one");

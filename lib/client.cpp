@@ -1,6 +1,7 @@
 // The client's connection (connect, handshake) and its send loop.
 #include "client.hpp"
 
+#include "backoff.hpp"
 #include "tls_client.hpp"
 
 #include <arpa/inet.h>
@@ -14,6 +15,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <iterator>
+#include <optional>
 #include <vector>
 
 namespace secmsg {
@@ -124,8 +128,10 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
     addrinfo* res = nullptr;
     const std::string port = std::to_string(o.port);
     if (const int rc = ::getaddrinfo(o.host.c_str(), port.c_str(), &hints, &res); rc != 0)
+        // A name that does not exist stays so; a failing resolver may recover.
         throw ClientError(Failure::unreachable,
-                          "cannot resolve " + o.host + ": " + ::gai_strerror(rc) + " (check --host)");
+                          "cannot resolve " + o.host + ": " + ::gai_strerror(rc) + " (check --host)",
+                          rc != EAI_NONAME);
     std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(res, &::freeaddrinfo);
 
     Fd fd;
@@ -176,35 +182,54 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
 
 namespace {
 
-// Send-loop state over one connection.
+// Message `number` for people, as the caller names it.
+std::string message_name(const DeliveryHooks& hooks, std::uint64_t number) {
+    return hooks.name ? hooks.name(number) : "message " + std::to_string(number + 1);
+}
+
+// How one connection ended: failure none when the source ended and every
+// message was acknowledged.
+struct Ending {
+    Failure failure = Failure::none;
+    std::string error;       // one line, without what is left unacknowledged
+    bool retriable = false;  // trying again on a new connection may help
+};
+
+// The send loop over one connection: the messages carried over from earlier
+// connections first, then the source's.
 class Runner {
 public:
-    Runner(Connection& c, ClientSession& s, MessageSource& src,
-           const std::function<void(const ClientSession::Event&)>& on_event,
-           std::chrono::milliseconds ack_timeout)
-        : conn_(c), session_(s), source_(src), on_event_(on_event), ack_timeout_(ack_timeout) {
+    Runner(Connection& c, ClientSession& s, MessageSource& src, std::deque<Unanswered>& carry,
+           RunReport& report, const DeliveryHooks& hooks, std::chrono::milliseconds ack_timeout,
+           bool retrying)
+        : conn_(c), session_(s), source_(src), carry_(carry), report_(report), hooks_(hooks),
+          ack_timeout_(ack_timeout), retrying_(retrying) {
         rbuf_.resize(64 * 1024);
     }
 
-    RunReport run();
+    Ending run();
 
 private:
     static constexpr std::size_t max_queued = 256 * 1024;
 
+    bool may_take() const;
     void pull();
-    bool flush();     // false: failed (report_ filled)
-    bool drain();     // false: finished or failed (report_ filled)
+    bool flush();     // false: failed (ending_ filled)
+    bool drain();     // false: finished or failed (ending_ filled)
     bool handle(const ClientSession::Event& e);
     void fail(Failure f, std::string text);
-    std::string unacked_text() const;
+    bool everything_answered() const;
 
     Connection& conn_;
     ClientSession& session_;
     MessageSource& source_;
-    const std::function<void(const ClientSession::Event&)>& on_event_;
+    std::deque<Unanswered>& carry_;  // to send before the source's messages
+    RunReport& report_;
+    const DeliveryHooks& hooks_;
     std::chrono::milliseconds ack_timeout_;
+    bool retrying_;  // ERROR 6: stop sending, then end the connection to send it again
 
-    RunReport report_;
+    Ending ending_;
     std::vector<std::uint8_t> writing_;  // frozen while a write is pending
     std::size_t written_ = 0;
     std::vector<std::uint8_t> queued_;   // sealed, not yet handed to TLS
@@ -215,30 +240,46 @@ private:
     bool source_waiting_ = false;
     bool want_pollout_ = false;
     bool closed_ = false;
+    std::uint64_t not_recorded_ = 0;   // retrying: ERROR 6 on this connection
+    std::uint64_t first_not_recorded_ = 0;
+    std::string not_recorded_reason_;
     Clock::time_point last_progress_ = Clock::now();
 };
 
 void Runner::fail(Failure f, std::string text) {
-    if (report_.failure != Failure::none) return;
+    if (ending_.failure != Failure::none) return;
     if (tls::refusal_alert(conn_.session())) {  // TLS 1.3: after our handshake was done
         f = Failure::certificate;
         text = refused_text(conn_.peer(), conn_.session());
     }
-    report_.failure = f;
-    report_.error = std::move(text);
-    report_.unacked = session_.in_flight();
+    ending_.failure = f;
+    ending_.error = std::move(text);
+    ending_.retriable = f == Failure::temporary;
 }
 
-std::string Runner::unacked_text() const {
-    const auto n = session_.in_flight();
-    if (n == 0) return "every message sent was acknowledged";
-    return std::to_string(n) + (n == 1 ? " message" : " messages") + " unacknowledged (from seq " +
-           std::to_string(session_.oldest_pending()) + ")";
+// Acknowledged, every one: nothing left to send, to resend or to hear about.
+bool Runner::everything_answered() const {
+    return source_ended_ && carry_.empty() && not_recorded_ == 0 && session_.in_flight() == 0 &&
+           writing_.empty() && queued_.empty();
+}
+
+// Room for another message: in the window, in the queue, and no ERROR 6
+// to send again first.
+bool Runner::may_take() const {
+    return session_.can_send() && queued_.size() < max_queued && not_recorded_ == 0;
 }
 
 void Runner::pull() {
     source_waiting_ = false;
-    while (!source_ended_ && session_.can_send() && queued_.size() < max_queued) {
+    while (may_take()) {
+        if (session_.in_flight() == 0) last_progress_ = Clock::now();
+        if (!carry_.empty()) {
+            session_.send(carry_.front().message, queued_, carry_.front().number);
+            carry_.pop_front();
+            ++report_.resent;
+            continue;
+        }
+        if (source_ended_) return;
         const auto r = source_.next(msg_);
         if (r == MessageSource::Next::end) {
             source_ended_ = true;
@@ -246,8 +287,7 @@ void Runner::pull() {
             source_waiting_ = true;
             return;
         } else {
-            if (session_.in_flight() == 0) last_progress_ = Clock::now();
-            session_.send(msg_, queued_);
+            session_.send(msg_, queued_, report_.sent);
             ++report_.sent;
         }
     }
@@ -280,7 +320,7 @@ bool Runner::flush() {
             return true;  // drain() reports it after reading what is left
         case tls::Io::failed:
             fail(Failure::temporary, "connection to " + conn_.peer() + " lost while sending (" +
-                                         conn_.session().error_text() + "): " + unacked_text());
+                                         conn_.session().error_text() + ")");
             return false;
         }
     }
@@ -289,22 +329,24 @@ bool Runner::flush() {
 bool Runner::handle(const ClientSession::Event& e) {
     using Kind = ClientSession::Event::Kind;
     last_progress_ = Clock::now();
-    if (e.kind == Kind::acked || e.kind == Kind::not_recorded) {
-        if (e.kind == Kind::acked) {
-            ++report_.acked;
-            report_.bytes += e.bytes;
-        } else {
+    if (e.kind == Kind::acked) {
+        ++report_.acked;
+        report_.bytes += e.bytes;
+    } else if (e.kind == Kind::not_recorded) {
+        if (!retrying_) {
             ++report_.not_recorded;
+        } else if (not_recorded_++ == 0) {
+            first_not_recorded_ = e.number;
+            not_recorded_reason_ = e.text;
         }
     }
-    on_event_(e);
+    if (hooks_.event) hooks_.event(e);
     switch (e.kind) {
     case Kind::acked:
     case Kind::not_recorded:
         return true;
     case Kind::protocol_error:
-        fail(Failure::protocol, "protocol error from " + conn_.peer() + ": " + e.text + "; " +
-                                    unacked_text());
+        fail(Failure::protocol, "protocol error from " + conn_.peer() + ": " + e.text);
         return false;
     case Kind::server_error:
         break;
@@ -312,8 +354,8 @@ bool Runner::handle(const ClientSession::Event& e) {
     const auto code = static_cast<ProtoError>(e.code);
     const std::string reason = e.text.empty() ? std::string(describe(code)) : e.text;
     if (code == ProtoError::shutting_down) {
-        fail(Failure::temporary, "the server is shutting down (ERROR 7: " + reason + "); " +
-                                     unacked_text() + ": send them again later");
+        fail(Failure::temporary,
+             "the server at " + conn_.peer() + " is shutting down (ERROR 7: " + reason + ")");
         return false;
     }
     const std::string about = e.seq == no_seq ? "" : " about seq " + std::to_string(e.seq);
@@ -321,8 +363,7 @@ bool Runner::handle(const ClientSession::Event& e) {
                                : code == ProtoError::auth   ? " (is the PSK the server's? check --psk-file)"
                                                             : "";
     fail(Failure::protocol, "the server ended the connection with ERROR " +
-                                std::to_string(e.code) + about + ": " + reason + advice + "; " +
-                                unacked_text());
+                                std::to_string(e.code) + about + ": " + reason + advice);
     return false;
 }
 
@@ -346,34 +387,40 @@ bool Runner::drain() {
             closed_ = true;
             break;
         case tls::Io::failed:
-            fail(Failure::temporary, "connection to " + conn_.peer() + " lost (" +
-                                         conn_.session().error_text() + "): " + unacked_text());
+            fail(Failure::temporary,
+                 "connection to " + conn_.peer() + " lost (" + conn_.session().error_text() + ")");
             return false;
         }
         // The server closed.
-        if (session_.in_flight() > 0 || !source_ended_ || !writing_.empty() || !queued_.empty())
-            fail(Failure::temporary,
-                 "the server at " + conn_.peer() + " closed the connection: " + unacked_text());
+        if (!everything_answered())
+            fail(Failure::temporary, "the server at " + conn_.peer() + " closed the connection");
         return false;
     }
 }
 
-RunReport Runner::run() {
+Ending Runner::run() {
     for (;;) {
         pull();
-        if (!flush()) return report_;
+        if (!flush()) return ending_;
         if (!drain()) break;
-        if (source_ended_ && session_.in_flight() == 0 && writing_.empty() && queued_.empty())
-            break;
+        if (everything_answered()) break;
+        if (not_recorded_ > 0 && session_.in_flight() == 0) {
+            // Every reply is in: end this connection, send them again on the next.
+            const std::string which = not_recorded_ == 1
+                                          ? message_name(hooks_, first_not_recorded_)
+                                          : std::to_string(not_recorded_) + " messages";
+            fail(Failure::temporary, "the server at " + conn_.peer() + " did not record " + which +
+                                         " (ERROR 6: " + not_recorded_reason_ + ")");
+            (void)conn_.session().shutdown();
+            return ending_;
+        }
         // ACKs just made room: take more input before sleeping.
-        if (!source_ended_ && !source_waiting_ && session_.can_send() && queued_.size() < max_queued)
-            continue;
+        if (!source_waiting_ && may_take() && (!source_ended_ || !carry_.empty())) continue;
 
         pollfd fds[2] = {{conn_.fd(), POLLIN, 0}, {-1, POLLIN, 0}};
         if (want_pollout_) fds[0].events |= POLLOUT;
         // Backpressure: the input is read only while the window has room.
-        if (source_waiting_ && session_.can_send() && queued_.size() < max_queued)
-            fds[1].fd = source_.fd();
+        if (source_waiting_ && may_take()) fds[1].fd = source_.fd();
         int timeout = -1;
         if (session_.in_flight() > 0) {
             const auto deadline = last_progress_ + ack_timeout_;
@@ -382,31 +429,171 @@ RunReport Runner::run() {
                 char secs[32];
                 std::snprintf(secs, sizeof secs, "%g", ack_timeout_.count() / 1000.0);
                 fail(Failure::temporary, "no reply from " + conn_.peer() + " within " + secs +
-                                             " s (see --timeout): " + unacked_text());
-                return report_;
+                                             " s (see --timeout)");
+                return ending_;
             }
         }
         const int n = ::poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout);
         if (n < 0 && errno != EINTR) {
             fail(Failure::temporary, std::string("poll: ") + std::strerror(errno));
-            return report_;
+            return ending_;
         }
         if (n > 0 && fds[1].fd >= 0 && fds[1].revents) source_.on_readable();
     }
-    if (report_.failure == Failure::none) {
+    if (ending_.failure == Failure::none) {
         // Everything answered: say goodbye once, without waiting for the reply.
         (void)conn_.session().shutdown();
     }
+    return ending_;
+}
+
+// Sleeps until `until` (signals do not cut it short).
+void sleep_until(Clock::time_point until) {
+    while (Clock::now() < until) ::poll(nullptr, 0, std::max(ms_until(until), 1));
+}
+
+std::string seconds_text(Clock::duration d) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2g s", std::chrono::duration<double>(d).count());
+    if (d >= std::chrono::seconds(10))
+        std::snprintf(buf, sizeof buf, "%.0f s", std::chrono::duration<double>(d).count());
+    return buf;
+}
+
+// The whole run: connections one after another while failures may pass.
+class Delivery {
+public:
+    Delivery(const DeliveryOptions& o, MessageSource& src, const DeliveryHooks& h)
+        : o_(o), source_(src), hooks_(h), backoff_(o.retry.first_delay, o.retry.max_delay) {}
+
+    RunReport run();
+
+private:
+    bool retrying() const { return o_.retry.retry_for.count() > 0; }
+    std::string unacked_text() const;
+    std::string failed_text(const Ending& end) const {  // what failed and what is left
+        return end.error + (report_.sent > 0 ? "; " + unacked_text() : "");
+    }
+    bool take_next();  // false: the source ended
+    Ending attempt();
+    bool wait_before_retry(const Ending& end);
+    RunReport finish(const Ending& end, bool gave_up);
+    Clock::time_point deadline() const { return failing_since_ + o_.retry.retry_for; }
+    void say(const std::string& line, bool idle = false) const {
+        if (hooks_.retrying) hooks_.retrying(line, idle);
+    }
+
+    const DeliveryOptions& o_;
+    MessageSource& source_;
+    const DeliveryHooks& hooks_;
+    Backoff backoff_;
+    RunReport report_;
+    std::deque<Unanswered> carry_;  // not acknowledged, in input order
+    std::vector<std::uint8_t> msg_;
+    bool failing_ = false;  // failures since the last ACK; retry_for counts from the first
+    Clock::time_point failing_since_;
+    std::uint64_t acked_then_ = 0;  // report_.acked at that first failure
+};
+
+std::string Delivery::unacked_text() const {
+    const auto n = carry_.size();
+    if (n == 0) return "every message sent was acknowledged";
+    return std::to_string(n) + (n == 1 ? " message" : " messages") + " not acknowledged (" +
+           (n == 1 ? "" : "from ") + message_name(hooks_, carry_.front().number) + ")";
+}
+
+// Waits for the source's next message and carries it; false at its end.
+bool Delivery::take_next() {
+    for (;;) {
+        const auto r = source_.next(msg_);
+        if (r == MessageSource::Next::end) return false;
+        if (r == MessageSource::Next::message) {
+            carry_.push_back({report_.sent++, std::move(msg_)});
+            msg_.clear();
+            return true;
+        }
+        pollfd p{source_.fd(), POLLIN, 0};
+        if (::poll(&p, 1, -1) > 0) source_.on_readable();
+    }
+}
+
+// One connection, from the handshake until it ends; what was not
+// acknowledged on it is carried to the next.
+Ending Delivery::attempt() {
+    using std::chrono::milliseconds;
+    ConnectOptions co = o_.connect;
+    if (failing_) {  // within what is left of --retry-for
+        const auto left = std::chrono::duration_cast<milliseconds>(deadline() - Clock::now());
+        co.timeout = std::min(co.timeout, std::max(milliseconds(1), left));
+    }
+    std::optional<Connection> conn;
+    try {
+        conn.emplace(Connection::open(co, o_.context, o_.trust));
+    } catch (const ClientError& e) {
+        return {e.kind(), e.what(), e.retriable()};
+    }
+    ++report_.connections;
+    if (hooks_.connected) hooks_.connected(*conn, report_.connections == 1, carry_.size());
+    ClientSession session(o_.keys, o_.window, retrying());
+    const Ending end =
+        Runner(*conn, session, source_, carry_, report_, hooks_, o_.ack_timeout, retrying()).run();
+    auto lost = session.take_unanswered();
+    carry_.insert(carry_.begin(), std::make_move_iterator(lost.begin()),
+                  std::make_move_iterator(lost.end()));
+    return end;
+}
+
+RunReport Delivery::finish(const Ending& end, bool gave_up) {
+    report_.failure = gave_up ? Failure::temporary : end.failure;
+    report_.gave_up = gave_up;
+    report_.error = gave_up ? "gave up after trying for " +
+                                  seconds_text(Clock::now() - failing_since_) + " (--retry-for): " +
+                                  failed_text(end)
+                            : failed_text(end);
+    report_.unacked = carry_.size();
     return report_;
+}
+
+// After a failure with messages at stake: says so and waits before the next
+// attempt; false when --retry-for has run out.
+bool Delivery::wait_before_retry(const Ending& end) {
+    const auto now = Clock::now();
+    if (failing_ && report_.acked != acked_then_) failing_ = false;  // progress meanwhile
+    if (!failing_) {
+        failing_ = true;
+        failing_since_ = now;
+        acked_then_ = report_.acked;
+        backoff_.reset();
+    }
+    if (now >= deadline()) return false;
+    // The last attempt is made when the time is up.
+    const auto delay = std::min<Clock::duration>(backoff_.next(), deadline() - now);
+    say(failed_text(end) + ": trying again in " + seconds_text(delay) + " (giving up in " +
+        seconds_text(deadline() - now) + ", --retry-for)");
+    sleep_until(now + delay);
+    return true;
+}
+
+RunReport Delivery::run() {
+    for (;;) {
+        const Ending end = attempt();
+        if (end.failure == Failure::none) return report_;
+        if (!retrying() || !end.retriable) return finish(end, false);
+        if (carry_.empty() && report_.connections > 0) {
+            // Nothing at stake: connect again only when there is something to send.
+            say(end.error + "; " + unacked_text() + ": connecting again for the next one", true);
+            failing_ = false;
+            if (!take_next()) return report_;
+            continue;
+        }
+        if (!wait_before_retry(end)) return finish(end, true);
+    }
 }
 
 }  // namespace
 
-RunReport run_client(Connection& conn, ClientSession& session, MessageSource& source,
-                     const std::function<void(const ClientSession::Event&)>& on_event,
-                     std::chrono::milliseconds ack_timeout) {
-    Runner r(conn, session, source, on_event, ack_timeout);
-    return r.run();
+RunReport deliver(const DeliveryOptions& options, MessageSource& source, const DeliveryHooks& hooks) {
+    return Delivery(options, source, hooks).run();
 }
 
 }  // namespace secmsg

@@ -15,18 +15,44 @@ constexpr std::size_t shown_text = 1024;
 
 }  // namespace
 
-ClientSession::ClientSession(std::shared_ptr<const FrameKeys> keys, std::size_t window)
-    : channel_(std::move(keys), Role::client), window_(std::max<std::size_t>(window, 1)) {}
+ClientSession::ClientSession(std::shared_ptr<const FrameKeys> keys, std::size_t window, bool keep)
+    : channel_(std::move(keys), Role::client),
+      window_(std::max<std::size_t>(window, 1)),
+      keep_(keep) {}
 
 std::uint64_t ClientSession::oldest_pending() const {
     return pending_.empty() ? no_seq : pending_.front().seq;
 }
 
 std::uint64_t ClientSession::send(std::span<const std::uint8_t> message,
-                                  std::vector<std::uint8_t>& out) {
+                                  std::vector<std::uint8_t>& out, std::uint64_t number) {
     const std::uint64_t seq = channel_.seal(FrameType::msg, message, out);
-    pending_.push_back({seq, sha256(message), message.size()});
+    pending_.push_back({seq, sha256(message), message.size(), number == no_seq ? seq : number, {}});
+    if (keep_) {
+        pending_.back().message.assign(message.begin(), message.end());
+        kept_bytes_ += message.size();
+    }
     return seq;
+}
+
+void ClientSession::answered(bool recorded) {
+    Pending& p = pending_.front();
+    if (keep_ && !recorded) {
+        not_recorded_.push_back({p.number, std::move(p.message)});
+    } else {
+        kept_bytes_ -= p.message.size();
+    }
+    pending_.pop_front();
+}
+
+std::vector<Unanswered> ClientSession::take_unanswered() {
+    std::vector<Unanswered> out = std::move(not_recorded_);
+    not_recorded_.clear();
+    for (Pending& p : pending_)
+        if (keep_) out.push_back({p.number, std::move(p.message)});
+    pending_.clear();
+    kept_bytes_ = 0;
+    return out;
 }
 
 void ClientSession::receive(std::span<const std::uint8_t> bytes, std::vector<Event>& events) {
@@ -93,8 +119,8 @@ void ClientSession::handle_frame(std::span<const std::uint8_t> frame,
                             " carries a digest that does not match the message sent",
                         events);
         events.push_back({Event::Kind::acked, p.seq, 0, ProtoError::ok,
-                          escape_payload(ack->note, shown_text), p.bytes});
-        pending_.pop_front();
+                          escape_payload(ack->note, shown_text), p.bytes, p.number});
+        answered(true);
         return;
     }
 
@@ -109,10 +135,10 @@ void ClientSession::handle_frame(std::span<const std::uint8_t> frame,
                             " not recorded where seq " + std::to_string(oldest_pending()) +
                             " was due",
                         events);
-        events.push_back({Event::Kind::not_recorded, pending_.front().seq, err->code,
-                          ProtoError::ok, escape_payload(err->reason, shown_text),
-                          pending_.front().bytes});
-        pending_.pop_front();
+        const Pending& p = pending_.front();
+        events.push_back({Event::Kind::not_recorded, p.seq, err->code, ProtoError::ok,
+                          escape_payload(err->reason, shown_text), p.bytes, p.number});
+        answered(false);
         return;
     }
     finished_ = true;

@@ -1,8 +1,10 @@
 // The client side of one secmsg/1 connection, without I/O: seals MSGs, keeps
 // the ones sent but not yet acknowledged (a bounded window), and checks every
 // ACK or ERROR the server sends against them.  The caller moves the bytes.
-// Nothing is kept about a message once it is answered, so memory is bounded
-// by the window however many messages pass.
+// Nothing is kept about a message once it is acknowledged, so memory is
+// bounded by the window however many messages pass.  A session that keeps
+// messages (for sending again on a new connection after this one is lost)
+// holds a copy of each until its ACK, and hands the unanswered ones back.
 #pragma once
 
 #include "frame_reader.hpp"
@@ -21,11 +23,23 @@ namespace secmsg {
 
 inline constexpr std::size_t default_window = 64;
 
+// A keeping session stops taking messages while it holds this many bytes of
+// them (unless it holds none: one message of any size is always taken).
+inline constexpr std::size_t max_kept_bytes = 8u << 20;
+
+// A message sent but not acknowledged, kept to be sent again.
+struct Unanswered {
+    std::uint64_t number;               // the caller's number for it (its place in the input)
+    std::vector<std::uint8_t> message;
+};
+
 class ClientSession {
 public:
     // `window`: how many MSGs may await their ACK at once (at least 1).
+    // `keep`: keep a copy of each message until its ACK (take_unanswered);
+    // a message answered ERROR 6 is then kept too, to be sent again.
     explicit ClientSession(std::shared_ptr<const FrameKeys> keys,
-                           std::size_t window = default_window);
+                           std::size_t window = default_window, bool keep = false);
 
     // What one frame from the server meant.  `text` is safe to print: what
     // the server wrote (note, reason) is escaped (escape.hpp), since anyone
@@ -43,9 +57,13 @@ public:
         ProtoError local = ProtoError::ok;  // protocol_error: what is wrong
         std::string text;
         std::uint64_t bytes = 0;  // acked, not_recorded: the size of that message
+        std::uint64_t number = no_seq;  // acked, not_recorded: the number send() was given
     };
 
-    bool can_send() const { return !finished_ && pending_.size() < window_; }
+    bool can_send() const {
+        return !finished_ && pending_.size() < window_ &&
+               (kept_bytes_ < max_kept_bytes || pending_.empty());
+    }
     std::size_t in_flight() const { return pending_.size(); }
     std::size_t window() const { return window_; }
     // True once a server_error or protocol_error event was produced.
@@ -56,8 +74,16 @@ public:
     std::uint64_t oldest_pending() const;
 
     // Seals `message` as the next MSG, appended to `out`, and remembers its
-    // seq and digest.  Returns its seq.  Precondition: can_send().
-    std::uint64_t send(std::span<const std::uint8_t> message, std::vector<std::uint8_t>& out);
+    // seq, digest and `number` (no_seq: its seq), and a copy of it when
+    // keeping.  Returns its seq.  Precondition: can_send().
+    std::uint64_t send(std::span<const std::uint8_t> message, std::vector<std::uint8_t>& out,
+                       std::uint64_t number = no_seq);
+
+    // Keeping: the messages not acknowledged, in the order they were sent
+    // (those answered ERROR 6 first, as they are older than any still in
+    // flight), moved out of the session, which then has none in flight.
+    // Not keeping: empty.
+    std::vector<Unanswered> take_unanswered();
 
     // Takes the next bytes received from the server (any split) and appends
     // one event per whole frame to `events`.  After a finishing event, later
@@ -72,12 +98,19 @@ private:
         std::uint64_t seq;
         Digest digest;
         std::uint64_t bytes;
+        std::uint64_t number;
+        std::vector<std::uint8_t> message;  // when keeping
     };
+    // The oldest pending one is answered: forget it, or keep it aside (ERROR 6).
+    void answered(bool recorded);
 
     Channel channel_;
     FrameReader reader_;
     std::size_t window_;
+    bool keep_;
+    std::size_t kept_bytes_ = 0;     // of pending_ and not_recorded_
     std::deque<Pending> pending_;
+    std::vector<Unanswered> not_recorded_;  // keeping: answered ERROR 6, in order
     std::vector<std::uint8_t> scratch_;
     bool finished_ = false;
 };

@@ -150,7 +150,8 @@ class TestModes(ClientTest):
         r = ch.run(["-m", "from config"], env=self.env)
         self.assertStatus(r, EX_OK)
         # The command line wins: a port nobody listens on fails.
-        r = ch.run(["--port", str(free_port()), "-m", "x", "--connect-timeout", "5"], env=self.env)
+        r = ch.run(["--port", str(free_port()), "-m", "x", "--connect-timeout", "5",
+                    "--retry-for", "0"], env=self.env)
         self.assertStatus(r, EX_UNAVAILABLE)
         # XDG_CONFIG_HOME is honoured, and an unknown key is a usage error.
         other = tempfile.mkdtemp(prefix="secmsg-xdg-")
@@ -241,9 +242,10 @@ class TestTrust(ClientTest):
 
 
 class TestExitStatus(ClientTest):
+    # --retry-for 0: the first failure ends the run, with its own status.
     def test_nothing_listening_is_unavailable(self):
         port = free_port()
-        r = self.secmsg("--port", str(port), "-m", "x")
+        r = self.secmsg("--port", str(port), "-m", "x", "--retry-for", "0")
         self.assertStatus(r, EX_UNAVAILABLE)
         self.assertIn(b"cannot connect to 127.0.0.1:%d" % port, r.stderr)
         self.assertIn(b"Connection refused", r.stderr)
@@ -256,7 +258,7 @@ class TestExitStatus(ClientTest):
         try:
             start = time.monotonic()
             r = self.secmsg("--port", str(listener.getsockname()[1]), "--connect-timeout", "1",
-                            "-m", "x")
+                            "--retry-for", "0", "-m", "x")
             took = time.monotonic() - start
         finally:
             listener.close()
@@ -283,7 +285,8 @@ class TestExitStatus(ClientTest):
         self.assertIn(b"ERROR 5", r.stderr)
 
     def test_daemon_stopped_mid_pipe_is_a_temporary_failure(self):
-        p = subprocess.Popen(ch.command(ch.trust_args(self.d)), stdin=subprocess.PIPE,
+        p = subprocess.Popen(ch.command(ch.trust_args(self.d) + ["--retry-for", "0"]),
+                             stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env)
         try:
             p.stdin.write(b"".join(b"before %d\n" % i for i in range(100)))
@@ -303,13 +306,14 @@ class TestExitStatus(ClientTest):
     def test_not_recorded_is_a_temporary_failure_naming_the_message(self):
         # The daemon records to stderr, here /dev/full: recording fails.
         d = self.start_daemon(record="stderr", stderr_path="/dev/full")
-        r = self.secmsg("-m", "lost", daemon=d)
+        r = self.secmsg("-m", "lost", "--retry-for", "0", daemon=d)
         self.assertStatus(r, EX_TEMPFAIL)
         self.assertIn(b"message 1 (-m)", r.stderr)
         self.assertIn(b"NOT recorded", r.stderr)
 
     def test_no_acknowledgement_in_time_is_a_temporary_failure(self):
-        p = subprocess.Popen(ch.command(ch.trust_args(self.d) + ["--timeout", "1"]),
+        p = subprocess.Popen(ch.command(ch.trust_args(self.d) + ["--timeout", "1",
+                                                                 "--retry-for", "0"]),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=self.env)
         try:
@@ -402,7 +406,7 @@ class TestInteractive(ClientTest):
             t.close()
 
     def test_server_shutdown_while_idle_is_reported(self):
-        t = ch.Terminal(ch.trust_args(self.d), env=self.env)
+        t = ch.Terminal(ch.trust_args(self.d) + ["--retry-for", "0"], env=self.env)
         try:
             t.read_until(b"> ")
             self.d.signal(signal.SIGTERM)
@@ -449,8 +453,8 @@ class LyingServer:
 
 class AgainstLyingServer(unittest.TestCase):
     def run_against(self, reply):
-        server = LyingServer(reply)
-        r = ch.run(server.args() + ["-m", "pay 10 EUR"])
+        server = LyingServer(reply)  # serves one connection: no retrying
+        r = ch.run(server.args() + ["-m", "pay 10 EUR", "--retry-for", "0"])
         server.thread.join(10)
         server.listener.close()
         return r
@@ -618,7 +622,7 @@ class TestClientHello(unittest.TestCase):
         make_credentials(creds)
         p = subprocess.Popen(ch.command(["--port", str(port), "--insecure",
                                          "--psk-file", os.path.join(creds, "psk"), "-m", "x",
-                                         "--connect-timeout", "5"]),
+                                         "--connect-timeout", "5", "--retry-for", "0"]),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=ch.clean_env(home))
         try:

@@ -281,3 +281,105 @@ TEST_CASE("what the server writes comes out escaped: notes and reasons") {
     CHECK(ev[2].kind == Kind::server_error);
     CHECK(ev[2].text == "\\x1b[31mred");
 }
+
+TEST_CASE("keeping: the unacknowledged come back in order, ERROR 6 ones first") {
+    const auto keys = keys_from(11);
+    ClientSession c(keys, 8, true);
+    Server s(keys);
+    std::vector<std::uint8_t> wire, replies;
+    std::uint64_t number = 100;
+    for (auto m : {"a", "b", "c", "d", "e"}) c.send(bytes(m), wire, number++);
+    s.take(wire);
+    s.ack(0, "a", "", replies);
+    s.error(6, 1, "not now", replies);
+    s.ack(2, "c", "", replies);
+    std::vector<ClientSession::Event> ev;
+    c.receive(replies, ev);
+    REQUIRE(ev.size() == 3);
+    CHECK(ev[0].number == 100);
+    CHECK(ev[1].kind == Kind::not_recorded);
+    CHECK(ev[1].number == 101);
+    CHECK(ev[2].number == 102);
+
+    const auto back = c.take_unanswered();
+    REQUIRE(back.size() == 3);
+    CHECK(back[0].number == 101);
+    CHECK(back[1].number == 103);
+    CHECK(back[2].number == 104);
+    CHECK(std::string(back[0].message.begin(), back[0].message.end()) == "b");
+    CHECK(std::string(back[2].message.begin(), back[2].message.end()) == "e");
+    CHECK(c.in_flight() == 0);
+    CHECK(c.take_unanswered().empty());
+
+    // On a new connection they are sealed again from seq 0, and accepted.
+    ClientSession next(keys, 8, true);
+    Server fresh(keys);
+    wire.clear();
+    std::uint64_t seq = 0;
+    for (const auto& u : back) CHECK(next.send(u.message, wire, u.number) == seq++);
+    CHECK(fresh.take(wire) == std::vector<std::string>{"b", "d", "e"});
+    replies.clear();
+    fresh.ack(0, "b", "", replies);
+    ev.clear();
+    next.receive(replies, ev);
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].kind == Kind::acked);
+    CHECK(ev[0].seq == 0);
+    CHECK(ev[0].number == 101);
+}
+
+TEST_CASE("not keeping: nothing comes back") {
+    const auto keys = keys_from(12);
+    ClientSession c(keys);
+    std::vector<std::uint8_t> wire;
+    c.send(bytes("a"), wire);
+    CHECK(c.take_unanswered().empty());
+    CHECK(c.in_flight() == 0);
+}
+
+TEST_CASE("keeping: at most max_kept_bytes in flight, but always one message") {
+    const auto keys = keys_from(13);
+    ClientSession c(keys, 64, true);
+    Server s(keys);
+    std::vector<std::uint8_t> wire, replies;
+    const std::string big(3u << 20, 'b');
+    int sent = 0;
+    while (c.can_send()) {
+        c.send(bytes(big), wire);
+        ++sent;
+    }
+    CHECK(sent == 3);  // 9 MiB held: over the 8 MiB bound
+    s.take(wire);
+    for (int i = 0; i < 3; ++i) s.ack(static_cast<std::uint64_t>(i), big, "", replies);
+    std::vector<ClientSession::Event> ev;
+    c.receive(replies, ev);
+    CHECK(ev.size() == 3);
+    CHECK(c.can_send());
+    const std::string huge(secmsg::max_kept_bytes + 1, 'h');  // alone, it is taken
+    wire.clear();
+    c.send(bytes(huge), wire);
+    CHECK_FALSE(c.can_send());
+    CHECK(c.take_unanswered().size() == 1);
+    CHECK(c.can_send());  // nothing held any more
+}
+
+TEST_CASE("keeping: nothing is kept about a message once it is acknowledged") {
+    const auto keys = keys_from(14);
+    ClientSession c(keys, 4, true);
+    Server s(keys);
+    std::vector<std::uint8_t> wire, replies;
+    std::vector<ClientSession::Event> ev;
+    for (std::uint64_t i = 0; i < 5000; ++i) {
+        const std::string m(1000, static_cast<char>('a' + i % 26));
+        wire.clear();
+        c.send(bytes(m), wire);
+        REQUIRE(s.take(wire).size() == 1);
+        replies.clear();
+        s.ack(i, m, "", replies);
+        ev.clear();
+        c.receive(replies, ev);
+        REQUIRE(ev.size() == 1);
+        REQUIRE(c.can_send());
+    }
+    CHECK(c.take_unanswered().empty());
+}
