@@ -11,9 +11,10 @@ layout:   every file the issue names is where it belongs under DESTDIR
           example configuration in the documentation directory).
 verify:   `systemd-analyze verify` passes on the installed units, with the
           installed daemon and man pages (paths rewritten into the DESTDIR).
-security: `systemd-analyze security --offline=yes` rates the installed
-          service 2.0 or lower, and every item it still marks exposed is
-          explained in a comment of the unit.
+security: `systemd-analyze security --offline=yes` rates each installed
+          service (secmsgd.service, an instance of secmsgd@.service and
+          secmsgd-init.service) 2.0 or lower, and every item it still marks
+          exposed is explained in a comment of that unit.
 Each exits 0 on success, 1 with a one-line reason per problem otherwise.
 """
 
@@ -25,7 +26,13 @@ import sys
 import tempfile
 
 MAX_EXPOSURE = 2.0
-UNITS = ("secmsgd.service", "secmsgd.socket")
+UNITS = ("secmsgd.service", "secmsgd.socket", "secmsgd@.service",
+         "secmsgd-init.service", "secmsgd-instances.target")
+# The services rated by `systemd-analyze security`: file name, and the unit
+# name it is analysed as (a template only as one of its instances).
+SERVICES = (("secmsgd.service", "secmsgd.service"),
+            ("secmsgd@.service", "secmsgd@1.service"),
+            ("secmsgd-init.service", "secmsgd-init.service"))
 MAN_PAGES = ("man8/secmsgd.8", "man1/secmsg.1", "man5/secmsgd.conf.5",
              "man7/secmsg-protocol.7")
 
@@ -80,34 +87,43 @@ def check_layout(destdir, dirs):
     # The journal namespace's journald drop-in (LogNamespace=secmsgd).
     need(os.path.join(os.path.dirname(dirs["unitdir"]), "journald@secmsgd.conf.d", "10-secmsgd.conf"))
 
-    service = under(destdir, os.path.join(dirs["unitdir"], "secmsgd.service"))
-    if os.path.isfile(service):
-        daemon = os.path.join(dirs["sbindir"], "secmsgd")
-        text = open(service, encoding="utf-8").read()
-        for key in ("ExecStart", "ExecStartPre"):
-            m = re.search(rf"^{key}=(\S+)", text, re.M)
+    daemon = os.path.join(dirs["sbindir"], "secmsgd")
+    for unit, _ in SERVICES:
+        service = under(destdir, os.path.join(dirs["unitdir"], unit))
+        if os.path.isfile(service):
+            text = open(service, encoding="utf-8").read()
+            m = re.search(r"^ExecStart=(\S+)", text, re.M)
             if not m or m.group(1) != daemon:
-                problems.append(f"{key}= of the installed service does not run {daemon}")
+                problems.append(f"ExecStart= of the installed {unit} does not run {daemon}")
     return problems
 
 
-def staged_units(destdir, dirs, workdir):
-    """Copies of the installed units whose absolute paths point into DESTDIR."""
+def staged_units(destdir, dirs, workdir, names=None):
+    """Copies of the installed units whose absolute paths point into DESTDIR:
+    each unit of UNITS under its own name, or {file: name} as names says
+    (a template is verified and rated as one of its instances)."""
     daemon = os.path.join(dirs["sbindir"], "secmsgd")
     paths = []
-    for unit in UNITS:
+    for unit, name in (names or {u: u for u in UNITS}).items():
         text = open(under(destdir, os.path.join(dirs["unitdir"], unit)),
                     encoding="utf-8").read()
         text = text.replace(daemon, under(destdir, daemon))
-        path = os.path.join(workdir, unit)
+        path = os.path.join(workdir, name)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         paths.append(path)
     return paths
 
 
+def staged_as_instances(destdir, dirs, workdir):
+    """staged_units() with the template as its instance secmsgd@1.service."""
+    names = {u: u for u in UNITS}
+    names.update(dict(SERVICES))
+    return staged_units(destdir, dirs, workdir, names)
+
+
 def check_verify(destdir, dirs, workdir):
-    units = staged_units(destdir, dirs, workdir)
+    units = staged_as_instances(destdir, dirs, workdir)
     env = dict(os.environ, MANPATH=under(destdir, dirs["mandir"]))
     r = subprocess.run(["systemd-analyze", "verify", "--man=yes", *units],
                        capture_output=True, text=True, env=env)
@@ -119,19 +135,20 @@ def check_verify(destdir, dirs, workdir):
     return []
 
 
-def check_security(destdir, dirs, workdir):
-    service = staged_units(destdir, dirs, workdir)[0]
+def rate(service):
+    """Problems with one staged service's `systemd-analyze security` rating."""
+    name = os.path.basename(service)
     r = subprocess.run(["systemd-analyze", "security", "--offline=yes", service],
                        capture_output=True, text=True)
     print(r.stdout + r.stderr)
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout)
     if not m:
-        return ["systemd-analyze security printed no exposure level"]
+        return [f"systemd-analyze security printed no exposure level for {name}"]
     level = float(m.group(1))
-    print(f"exposure level {level} (must be <= {MAX_EXPOSURE})")
+    print(f"{name}: exposure level {level} (must be <= {MAX_EXPOSURE})")
     problems = []
     if level > MAX_EXPOSURE:
-        problems.append(f"exposure level {level} is above {MAX_EXPOSURE}")
+        problems.append(f"{name}: exposure level {level} is above {MAX_EXPOSURE}")
     # Every item still exposed (marked with a cross) must be justified in a
     # comment of the unit: its setting's name has to appear in one.
     comments = "\n".join(line for line in open(service, encoding="utf-8")
@@ -140,7 +157,14 @@ def check_security(destdir, dirs, workdir):
         setting = re.split(r"[=~]", item)[0]
         if setting not in comments:
             problems.append(f"exposed item {item} is not explained in a comment "
-                            f"of secmsgd.service")
+                            f"of {name}")
+    return problems
+
+
+def check_security(destdir, dirs, workdir):
+    problems = []
+    for service in staged_units(destdir, dirs, workdir, dict(SERVICES)):
+        problems += rate(service)
     return problems
 
 

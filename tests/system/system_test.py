@@ -12,7 +12,12 @@ issue 6 promises: `systemctl start secmsgd` works with nothing else done,
 first-start credentials, messages (text, multi-line, binary) sent by the
 installed client and verified against the generated certificate, each one in
 the journal with its exact payload and fields, reload, a clean stop, and
-socket activation.  On failure it prints the container's journal.
+socket activation.  Then issue 13's instances: secmsgd@1 and secmsgd@2
+started at once on fresh state share one set of credentials made once by
+secmsgd-init, both listen on the port and share 200 connections, each
+message recorded once, one stops and the other serves on, and
+secmsgd-instances.target starts and stops them.  On failure it prints the
+container's journal.
 --boot-only boots and checks the container machinery alone.
 
 Exit status: 0 passed, 1 failed, 77 skipped (not root).
@@ -147,11 +152,23 @@ class ServiceChecks:
         self.c.run(["journalctl", "--sync", *ns], check=False)
         return self.c.run(["journalctl", "--no-pager", *ns, *args]).stdout
 
-    def recorded(self):
-        """The journal entries of secmsgd.service that record a message."""
-        out = self.journalctl("-u", "secmsgd.service", "-o", "json", "--all")
+    def recorded(self, unit="secmsgd.service"):
+        """The journal entries of unit (a glob may name several) that record
+        a message."""
+        out = self.journalctl("-u", unit, "-o", "json", "--all")
         entries = [json.loads(line) for line in out.splitlines() if line.strip()]
         return [e for e in entries if "SECMSG_PAYLOAD" in e]
+
+    def logged_pins(self):
+        """Every pin secmsgd-init.service reported, oldest first (one line
+        per run)."""
+        log = self.journalctl("-u", "secmsgd-init.service", "-o", "cat")
+        return re.findall(r"pin for clients: (sha256:[A-Za-z0-9+/]{43}=)", log)
+
+    def init_created(self, name):
+        """How many times secmsgd-init.service reported creating STATE_DIR/name."""
+        log = self.journalctl("-u", "secmsgd-init.service", "-o", "cat")
+        return len(re.findall(rf"^created {re.escape(STATE_DIR)}/{name}$", log, re.M))
 
     def expect_active(self, unit="secmsgd.service"):
         state = self.systemctl("is-active", unit, check=False).stdout.strip()
@@ -172,6 +189,7 @@ class ServiceChecks:
         self.configuration_file()
         self.watchdog()
         self.no_restarts()
+        InstanceChecks(self).run_all()
 
     def start(self):
         self.systemctl("daemon-reload")
@@ -203,9 +221,9 @@ class ServiceChecks:
                   whole=True)
         self.send([bytes(range(256)) + self.tag.encode()], whole=True)
         # The certificate's pin, as the first start printed it, works too.
-        startup = self.journalctl("-u", "secmsgd.service", "-o", "cat")
-        pins = re.findall(r"sha256:[A-Za-z0-9+/]{43}=", startup)
-        expect(bool(pins), "the first start logged the certificate's pin")
+        pins = self.logged_pins()
+        expect(bool(pins), "the first start logged the certificate's pin "
+               "(journalctl -u secmsgd-init)")
         self.send([f"verified by pin {self.tag}".encode()], trust=["--pin", pins[0]])
 
     def journal_records(self):
@@ -394,6 +412,163 @@ class ServiceChecks:
     def no_restarts(self):
         n = self.prop("secmsgd.service", "NRestarts")
         expect(n == "0", f"systemd never had to restart secmsgd (NRestarts={n})")
+
+
+class InstanceChecks:
+    """secmsgd@.service: instances sharing one port (SO_REUSEPORT) and one
+    state directory whose credentials secmsgd-init.service made once."""
+
+    INSTANCES = ("secmsgd@1.service", "secmsgd@2.service")
+    CONNECTIONS = 200
+
+    def __init__(self, service_checks):
+        self.s = service_checks
+        self.c = service_checks.c
+        self.tag = service_checks.tag
+
+    def run_all(self):
+        self.fresh_start_together()
+        self.both_listen()
+        self.connections_shared()
+        self.one_stops_the_other_serves()
+        self.target()
+
+    def fresh_start_together(self):
+        """With no credentials yet, two instances started at the same moment
+        by two systemctl processes: one creation, one pin, both serve it."""
+        for unit in ("secmsgd.socket", "secmsgd.service"):
+            state = self.s.prop(unit, "ActiveState")
+            expect(state == "inactive", f"{unit} is stopped before the instances start ({state})")
+        self.c.run(["rm", "-rf", "/var/lib/private/secmsgd", STATE_DIR])
+        names = ("tls.key", "tls.crt", "psk")
+        before = {n: self.s.init_created(n) for n in names}
+        pins_before = len(self.s.logged_pins())
+        # Two transactions, not one: each systemctl queues its own start job
+        # for secmsgd-init.service, and systemd has to merge them.
+        r = self.c.run(["sh", "-c",
+                        "systemctl start secmsgd@1 & one=$!; systemctl start secmsgd@2; "
+                        "two=$?; wait $one; exit $(($? | two))"], check=False)
+        expect(r.returncode == 0, f"systemctl start secmsgd@1 and secmsgd@2 at once succeed "
+               f"{r.stderr.strip()}".strip())
+        for unit in self.INSTANCES:
+            self.s.expect_active(unit)
+        made = {n: self.s.init_created(n) - before[n] for n in names}
+        expect(made == {n: 1 for n in names}, f"secmsgd-init.service created one key, "
+               f"one certificate and one PSK for both ({made})")
+        # One run when the second start job merged into the first one's; a
+        # second run (a start queued after the first run ended) finds the
+        # files and creates nothing: either way, one pin.
+        pins = self.s.logged_pins()[pins_before:]
+        expect(len(set(pins)) == 1, f"secmsgd-init.service logged one pin, in "
+               f"{len(pins)} run(s) ({sorted(set(pins))})")
+        self.pin = pins[0]
+        files = self.c.run(["ls", "-A", STATE_DIR]).stdout.split()
+        expect(sorted(files) == ["psk", "tls.crt", "tls.key"],
+               f"the shared state directory holds one key, certificate and PSK ({files})")
+        result = self.s.prop("secmsgd-init.service", "Result")
+        state = self.s.prop("secmsgd-init.service", "ActiveState")
+        expect(result == "success" and state == "inactive",
+               f"secmsgd-init.service ran and is done (Result={result}, {state})")
+        uids = {self.c.run(["stat", "-c", "%u", f"/proc/{self.s.prop(u, 'MainPID')}"]).stdout.strip()
+                for u in self.INSTANCES}
+        owner = self.c.run(["stat", "-c", "%u", f"{STATE_DIR}/tls.key"]).stdout.strip()
+        expect(uids == {owner}, f"both instances run as the dynamic user that owns the "
+               f"credentials (uid {owner}; instances: {sorted(uids)})")
+        self.c.run(["install", "-m", "600", f"{STATE_DIR}/psk", CLIENT_PSK])
+
+    def listening_inodes(self):
+        """Inodes of the TCP sockets listening on PORT (IPv4 and IPv6)."""
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in self.c.run(["cat", table]).stdout.splitlines()[1:]:
+                f = line.split()
+                if f[1].endswith(f":{PORT:04X}") and f[3] == "0A":
+                    inodes.add(f[9])
+        return inodes
+
+    def sockets_of(self, unit):
+        pid = self.s.prop(unit, "MainPID")
+        out = self.c.run(["find", f"/proc/{pid}/fd", "-type", "l", "-lname", "socket:*",
+                          "-printf", "%l\n"]).stdout
+        return set(re.findall(r"socket:\[(\d+)\]", out))
+
+    def both_listen(self):
+        listening = self.listening_inodes()
+        for unit in self.INSTANCES:
+            own = self.sockets_of(unit) & listening
+            expect(bool(own), f"{unit} has its own socket listening on port {PORT} "
+                   f"({len(own)} of {len(listening)})")
+        expect(len(listening) == len(self.INSTANCES),
+               f"two sockets listen on port {PORT}, one per instance ({len(listening)})")
+
+    def send_each(self, prefix, count, trust):
+        """count messages, one connection each (one client run each)."""
+        script = (f'i=0; while [ $i -lt {count} ]; do '
+                  f'"$0" --port {PORT} --psk-file {CLIENT_PSK} {trust} -q '
+                  f'-m "{prefix} $i {self.tag}" || exit 1; i=$((i + 1)); done')
+        r = self.c.run(["sh", "-c", script, self.s.client], check=False, timeout=300)
+        expect(r.returncode == 0, f"{count} clients, one connection each, all acknowledged "
+               f"{r.stderr.strip()}".strip())
+        return [f"{prefix} {i} {self.tag}".encode() for i in range(count)]
+
+    def counts(self, sent):
+        """{unit: messages of `sent` it recorded}; fails unless each is
+        recorded exactly once over all instances."""
+        per_unit = {u: 0 for u in self.INSTANCES}
+        by_payload = {}
+        for e in self.s.recorded("secmsgd@*.service"):
+            by_payload.setdefault(journal_field(e, "SECMSG_PAYLOAD"), []).append(e)
+        for message in sent:
+            found = by_payload.get(message, [])
+            if len(found) != 1:
+                raise CheckFailed(f"the message {message!r} is in the journal "
+                                  f"{len(found)} times, not once")
+            per_unit[found[0].get("_SYSTEMD_UNIT")] += 1
+        print(f"ok: every one of the {len(sent)} messages is recorded exactly once", flush=True)
+        return per_unit
+
+    def connections_shared(self):
+        sent = self.send_each("shared", self.CONNECTIONS, f"--pin {self.pin}")
+        per_unit = self.counts(sent)
+        # The kernel picks an instance per connection by a hash of its
+        # addresses and ports: a fair coin per connection.  Under a tenth of
+        # 200 for one of two is more than 11 standard deviations off.
+        for unit, n in per_unit.items():
+            expect(n >= self.CONNECTIONS // 10, f"{unit} served a share: {n} of "
+                   f"{self.CONNECTIONS} connections")
+
+    def one_stops_the_other_serves(self):
+        first, second = self.INSTANCES
+        r = self.s.systemctl("stop", first, check=False)
+        result = self.s.prop(first, "Result")
+        expect(r.returncode == 0 and result == "success",
+               f"systemctl stop {first} succeeds (Result={result})")
+        self.s.expect_active(second)
+        expect(len(self.listening_inodes()) == 1, f"one socket still listens on port {PORT}")
+        sent = self.send_each("after-stop", 50, f"--ca-file {STATE_DIR}/tls.crt")
+        per_unit = self.counts(sent)
+        expect(per_unit[second] == 50, f"{second} alone serves every new connection "
+               f"({per_unit})")
+        n = self.s.prop(second, "NRestarts")
+        expect(n == "0", f"{second} was never restarted (NRestarts={n})")
+
+    def target(self):
+        """systemctl enable secmsgd@N enables secmsgd-instances.target (Also=),
+        which starts and stops the enabled instances together."""
+        self.s.systemctl("enable", *self.INSTANCES)
+        state = self.s.systemctl("is-enabled", "secmsgd-instances.target",
+                                 check=False).stdout.strip()
+        expect(state == "enabled", f"enabling the instances enabled the target ({state})")
+        self.s.systemctl("start", "secmsgd-instances.target")
+        for unit in self.INSTANCES:
+            self.s.expect_active(unit)
+        self.s.systemctl("stop", "secmsgd-instances.target")
+        for unit in self.INSTANCES:
+            state = self.s.prop(unit, "ActiveState")
+            result = self.s.prop(unit, "Result")
+            expect(state == "inactive" and result == "success",
+                   f"stopping the target stopped {unit} cleanly ({state}, Result={result})")
+        self.s.systemctl("disable", *self.INSTANCES)
 
 
 def abridged(text, head=150, tail=400):
