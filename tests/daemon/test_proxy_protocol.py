@@ -171,7 +171,7 @@ class TestProxyProtocol(ProxyTest):
         # LOCAL with addresses and TLVs: all of it skipped.
         c = self.proxied(local_v2(bytes(12) + tlv(0x04, b"pad")))
         self.send_one(c, b"local 2")
-        self.assertTrue(self.d.wait_log(r"peer=127\.0\.0\.1:\d+ seq=0 .*text=\"local 2\"$"), self.d.log())
+        self.assertTrue(self.d.wait_log(r"peer=127\.0\.0\.1:\d+ key=[0-9a-f]{16} seq=0 .*text=\"local 2\"$"), self.d.log())
 
     def test_health_checks_leave_no_line(self):
         """LOCAL then close or reset, and connect-and-close, as balancers
@@ -298,7 +298,7 @@ class TestNotListed(ProxyTest):
         c = self.d.client()
         own = "127.0.0.1:%d" % c.tls.getsockname()[1]
         self.send_one(c, b"direct")
-        self.assertTrue(self.d.wait_log(r"peer=%s seq=0 .*text=\"direct\"$" % re.escape(own)), self.d.log())
+        self.assertTrue(self.d.wait_log(r"peer=%s key=[0-9a-f]{16} seq=0 .*text=\"direct\"$" % re.escape(own)), self.d.log())
         self.assertTrue(self.d.wait_log(r"listening on .*; PROXY protocol v2 header required from "
                                         r"10\.0\.0\.0/8, 2001:db8::/32; "), self.d.log())
 
