@@ -152,22 +152,25 @@ class ServiceChecks:
         self.c.run(["journalctl", "--sync", *ns], check=False)
         return self.c.run(["journalctl", "--no-pager", *ns, *args]).stdout
 
-    def recorded(self, unit="secmsgd.service"):
+    def recorded(self, unit="secmsgd.service", namespace=NAMESPACE):
         """The journal entries of unit (a glob may name several) that record
-        a message."""
-        out = self.journalctl("-u", unit, "-o", "json", "--all")
+        a message, in the given journal namespace (secmsgd.service's own by
+        default; the instances record into the system journal: None)."""
+        out = self.journalctl("-u", unit, "-o", "json", "--all", namespace=namespace)
         entries = [json.loads(line) for line in out.splitlines() if line.strip()]
         return [e for e in entries if "SECMSG_PAYLOAD" in e]
 
     def logged_pins(self):
         """Every pin secmsgd-init.service reported, oldest first (one line
         per run)."""
-        log = self.journalctl("-u", "secmsgd-init.service", "-o", "cat")
+        # secmsgd-init.service has no LogNamespace=: the system journal.
+        log = self.journalctl("-u", "secmsgd-init.service", "-o", "cat", namespace=None)
         return re.findall(r"pin for clients: (sha256:[A-Za-z0-9+/]{43}=)", log)
 
     def init_created(self, name):
         """How many times secmsgd-init.service reported creating STATE_DIR/name."""
-        log = self.journalctl("-u", "secmsgd-init.service", "-o", "cat")
+        # secmsgd-init.service has no LogNamespace=: the system journal.
+        log = self.journalctl("-u", "secmsgd-init.service", "-o", "cat", namespace=None)
         return len(re.findall(rf"^created {re.escape(STATE_DIR)}/{name}$", log, re.M))
 
     def expect_active(self, unit="secmsgd.service"):
@@ -516,7 +519,7 @@ class InstanceChecks:
         recorded exactly once over all instances."""
         per_unit = {u: 0 for u in self.INSTANCES}
         by_payload = {}
-        for e in self.s.recorded("secmsgd@*.service"):
+        for e in self.s.recorded("secmsgd@*.service", namespace=None):
             by_payload.setdefault(journal_field(e, "SECMSG_PAYLOAD"), []).append(e)
         for message in sent:
             found = by_payload.get(message, [])
