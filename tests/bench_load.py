@@ -11,17 +11,28 @@ workload runs --reps times per server, interleaved across servers so that the
 machine's noise falls on all of them alike; the table shows medians.
 
 Workloads:
-  throughput  50 connections, each pipelining 64 messages of 64 B
-  large       10 connections, each pipelining 8 messages of 64 KiB
-  handshake   8 concurrent loops of: connect, full TLS 1.3 handshake, one
+  small-1     64 connections, each with 1 message of 64 B in flight
+  small-64    16 connections, each pipelining 64 messages of 64 B
+  large       4 connections, each pipelining 8 messages of 16 KiB
+  handshake   32 concurrent loops of: connect, full TLS 1.3 handshake, one
               message and its ACK, close
   idle        a fresh server per repetition; connections that each sent one
               message stay open; RSS growth per connection between 16 open
-              connections and each step (default 1000 and 5000; the steps
+              connections and each step (default 1000 and 9000; the steps
               after the first only in the first --idle-full-reps runs)
 
-With two or more CPUs the servers are pinned to CPU 0 and the generator to
-CPU 1 (taskset).  The servers' open-file limit is raised to the hard limit.
+Every rate comes with the server's CPU per operation (its own utime+stime
+from /proc/PID/stat over the measured period, divided by the operations), and
+with how busy each side's core was: on two cores the generator's core
+saturates before secmsgd's, so secmsgd's rates are lower bounds and its CPU
+per operation is the figure to compare.  With --crypto-bench (bench-crypto,
+the same build), each CPU figure is also set against the crypto floor of its
+operation: what the cryptography alone costs on that build.
+
+With two or more CPUs the servers are pinned to CPU 0 and the generators to
+the other CPUs (taskset); --generators N runs N generator processes that
+share the workload's connections, for machines where one generator process
+is the ceiling.  The servers' open-file limit is raised to the hard limit.
 
   tests/bench_load.py --generator build/tests/bench-load --secmsgd build/daemon/secmsgd
   (meson test -C build --benchmark runs exactly that)
@@ -47,27 +58,42 @@ PEERS_DIR = "/work/shared/peers"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 IDLE_BASE = 16  # open connections at the idle baseline sample
 
+# name: (generator mode, connections, window, message size, what one
+# operation is, the bench-crypto figure that is its crypto floor)
 WORKLOADS = {
-    # name: generator arguments (besides --seconds)
-    "throughput": ["--mode", "throughput", "--connections", "50", "--window", "64", "--size", "64"],
-    "large": ["--mode", "large", "--connections", "10", "--window", "8", "--size", "65536"],
-    "handshake": ["--mode", "handshake", "--connections", "8", "--size", "64"],
+    "small-1": ("throughput", 64, 1, 64, "message", "msg_floor_64"),
+    "small-64": ("throughput", 16, 64, 64, "message", "msg_floor_64"),
+    "large": ("large", 4, 8, 16384, "message", "msg_floor_16k"),
+    "handshake": ("handshake", 32, 1, 64, "handshake", "handshake_floor_{key}"),
 }
+
+
+def generator_args(workload, share, parts):
+    """bench-load's arguments for one of `parts` generator processes (share
+    is its index): the workload's connections split as evenly as they go."""
+    mode, conns, window, size, _, _ = WORKLOADS[workload]
+    mine = conns // parts + (1 if share < conns % parts else 0)
+    return ["--mode", mode, "--connections", str(max(mine, 1)), "--window", str(window),
+            "--size", str(size)]
 
 
 class BenchFail(Exception):
     """One server or workload could not be measured; the reason is one line."""
 
 
-def make_credentials(d):
-    """Writes cert.pem, key.pem (ECDSA P-256, SAN localhost/127.0.0.1) and psk (mode 0600)."""
+def make_credentials(d, key_type):
+    """Writes cert.pem, key.pem (key_type "ed25519" or "ecdsa": P-256; SAN
+    localhost/127.0.0.1) and psk (mode 0600)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
     from cryptography.x509.oid import NameOID
     import ipaddress
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    if key_type == "ed25519":
+        key, digest = ed25519.Ed25519PrivateKey.generate(), None
+    else:
+        key, digest = ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder()
@@ -80,12 +106,12 @@ def make_credentials(d):
                 x509.DNSName("localhost"),
                 x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+            .sign(key, digest))
     paths = {k: os.path.join(d, f) for k, f in (("cert", "cert.pem"), ("key", "key.pem"), ("psk", "psk"))}
     with open(paths["cert"], "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
     for path, data in ((paths["key"], key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())),
             (paths["psk"], base64.b64encode(secrets.token_bytes(32)) + b"\n")):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -199,79 +225,99 @@ class Server:
 
 
 class Generator:
-    """Runs bench-load once against a server, reacting to its progress lines."""
+    """Runs bench-load against a server, one process or several side by side,
+    reacting to their progress lines."""
 
-    def __init__(self, path, pin, cred):
+    def __init__(self, path, pins, cred):
         self.path = path
-        self.pin = pin
+        self.pins = pins  # one taskset prefix per generator process ([] when not pinning)
         self.cred = cred
 
-    def run(self, server, args, on_line, timeout):
-        argv = self.pin + [self.path, "--port", str(server.port), "--psk-file", self.cred["psk"]] + args
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, bufsize=1)
-        result = None
+    def run(self, server, args_list, on_line, timeout):
+        """Starts one process per entry of args_list (the i-th pinned like
+        pins[i % len(pins)]); on_line(line, process) for each line that is not
+        a result; returns the list of their results."""
+        procs = []
         sel = selectors.DefaultSelector()
-        sel.register(p.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
+        results = {}
         try:
-            while result is None:
+            for i, args in enumerate(args_list):
+                argv = (self.pins[i % len(self.pins)] + [self.path, "--port", str(server.port),
+                                                          "--psk-file", self.cred["psk"]] + args)
+                p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+                procs.append(p)
+                sel.register(p.stdout, selectors.EVENT_READ, p)
+            deadline = time.monotonic() + timeout
+            open_streams = len(procs)
+            while open_streams and len(results) < len(procs):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise BenchFail("generator timed out after %d s" % timeout)
-                if not sel.select(left):
-                    continue
-                line = p.stdout.readline()
-                if not line:
-                    break
-                line = line.strip()
-                if line.startswith("result "):
-                    result = json.loads(line[len("result "):])
-                else:
-                    on_line(line, p)
+                for key, _ in sel.select(left):
+                    p = key.data
+                    line = p.stdout.readline()
+                    if not line:
+                        sel.unregister(p.stdout)
+                        open_streams -= 1
+                        continue
+                    line = line.strip()
+                    if line.startswith("result "):
+                        results[p.pid] = json.loads(line[len("result "):])
+                    else:
+                        on_line(line, p)
         finally:
             sel.close()
-            if result is None and p.poll() is None:
-                p.kill()
-            try:
-                p.stdin.close()
-            except OSError:
-                pass
-            err = p.stderr.read().strip()
-            p.wait()
-        if result is None or p.returncode != 0:
-            raise BenchFail(err.splitlines()[-1] if err else "generator exited with status %s" % p.returncode)
-        return result
+            errors = []
+            for p in procs:
+                if p.pid not in results and p.poll() is None:
+                    p.kill()
+                try:
+                    p.stdin.close()
+                except OSError:
+                    pass
+                err = p.stderr.read().strip()
+                p.wait()
+                if p.pid not in results or p.returncode != 0:
+                    errors.append(err.splitlines()[-1] if err else
+                                  "generator exited with status %s" % p.returncode)
+        if errors:
+            raise BenchFail(errors[0])
+        return [results[p.pid] for p in procs]
 
 
-def measure_load(gen, server, workload, seconds, cpus, warmup):
-    """One run of a streaming or handshake workload; figures for the table.
-    cpus: (server CPU, generator CPU), to see how busy each was in total."""
+def measure_load(gen, server, workload, seconds, cpus, warmup, parts):
+    """One run of a streaming or handshake workload with `parts` generator
+    processes; figures for the table.  cpus: (server CPU, generator CPUs...),
+    to see how busy each was in total.  The measured period runs from the
+    first generator's "begin" to the end of the last one."""
     marks = {}
 
     def on_line(line, _):
-        if line == "begin":
+        if line == "begin" and "cpu0" not in marks:
             marks["cpu0"] = server.cpu_seconds()
             marks["stat0"] = cpu_times(cpus)
 
-    r = gen.run(server, WORKLOADS[workload] + ["--seconds", str(seconds), "--warmup", str(warmup)],
-                on_line, timeout=seconds + 90)
+    args = [generator_args(workload, i, parts) + ["--seconds", str(seconds), "--warmup", str(warmup)]
+            for i in range(parts)]
+    rs = gen.run(server, args, on_line, timeout=seconds + 90)
     cpu = server.cpu_seconds() - marks["cpu0"]
     stat1 = cpu_times(cpus)
-    out = {"wall": r["seconds"], "server_cpu": cpu, "gen_busy": r["generator_cpu_seconds"] / r["seconds"],
-           "server_share": cpu / r["seconds"],
+    wall = max(r["seconds"] for r in rs)
+    gen_cpu = sum(r["generator_cpu_seconds"] for r in rs)
+    gen_busy = [busy_share(marks["stat0"], stat1, c) for c in cpus[1:]]
+    gen_busy = [b for b in gen_busy if b is not None]
+    out = {"wall": wall, "server_cpu": cpu, "gen_busy": gen_cpu / wall / max(len(cpus) - 1, 1),
+           "server_share": cpu / wall,
            "server_cpu_busy": busy_share(marks["stat0"], stat1, cpus[0]),
-           "gen_cpu_busy": busy_share(marks["stat0"], stat1, cpus[-1]),
-           "cipher": r["cipher"], "tls": r["tls_version"]}
-    if workload == "throughput":
-        out["msgs_per_s"] = r["messages"] / r["seconds"]
-        out["cpu_per_100k"] = cpu / r["messages"] * 1e5 if r["messages"] else None
-    elif workload == "large":
-        out["mb_per_s"] = r["bytes"] / r["seconds"] / 1e6
-        out["cpu_per_gb"] = cpu / r["bytes"] * 1e9 if r["bytes"] else None
-    else:
-        out["conn_per_s"] = r["connections_completed"] / r["seconds"]
-        out["cpu_ms_per_conn"] = cpu / r["connections_completed"] * 1e3 if r["connections_completed"] else None
+           "gen_cpu_busy": max(gen_busy) if gen_busy else None,
+           "cipher": rs[0]["cipher"], "tls": rs[0]["tls_version"]}
+    ops = sum(r["connections_completed"] if WORKLOADS[workload][4] == "handshake" else r["messages"]
+              for r in rs)
+    out["ops_per_s"] = ops / wall
+    out["cpu_us_per_op"] = cpu / ops * 1e6 if ops else None
+    if WORKLOADS[workload][0] == "large":
+        out["mb_per_s"] = sum(r["bytes"] for r in rs) / wall / 1e6
     if not server.alive():
         raise BenchFail("%s died during the %s workload: %s" % (server.label, workload, server.log_tail()))
     return out
@@ -289,7 +335,7 @@ def measure_idle(gen, server, steps):
             p.stdin.write("\n")
             p.stdin.flush()
 
-    gen.run(server, ["--mode", "idle", "--idle-steps", ",".join(str(s) for s in [IDLE_BASE] + steps)],
+    gen.run(server, [["--mode", "idle", "--idle-steps", ",".join(str(s) for s in [IDLE_BASE] + steps)]],
             on_line, timeout=300)
     base = samples[IDLE_BASE]
     return {n: (samples[n] - base) / (n - IDLE_BASE) for n in steps}
@@ -320,11 +366,18 @@ def main():
     ap.add_argument("--skip", action="append", default=[], help="server label to leave out (node, python)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0, help="measured period of each run")
-    ap.add_argument("--idle-steps", default="1000,5000")
+    ap.add_argument("--idle-steps", default="1000,9000")
     ap.add_argument("--idle-full-reps", type=int, default=1,
                     help="repetitions that go past the first idle step (the rest stop there: "
                          "thousands of handshakes against the threaded peer take half a minute)")
-    ap.add_argument("--workloads", default="throughput,large,handshake,idle")
+    ap.add_argument("--workloads", default=",".join(list(WORKLOADS) + ["idle"]))
+    ap.add_argument("--generators", type=int, default=1,
+                    help="generator processes per streaming or handshake run, sharing its connections "
+                         "(pinned round-robin to the CPUs other than the server's)")
+    ap.add_argument("--key-type", choices=["ed25519", "ecdsa"], default="ed25519",
+                    help="the servers' certificate key (default ed25519)")
+    ap.add_argument("--crypto-bench", help="bench-crypto of the secmsgd build measured: prints each CPU "
+                                           "figure against its crypto floor")
     ap.add_argument("--json", help="also write every sample to this file")
     ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each streaming run")
     ap.add_argument("--smoke", action="store_true",
@@ -333,6 +386,7 @@ def main():
     a = ap.parse_args()
     if a.smoke:
         a.reps, a.seconds, a.warmup, a.idle_steps, a.idle_full_reps = 1, 0.3, 0.1, "100", 1
+        a.crypto_bench = None
         a.skip += ["node", "python"]
 
     steps = [int(s) for s in a.idle_steps.split(",")]
@@ -348,14 +402,24 @@ def main():
     pinned = ncpu >= 2 and taskset is not None
     cpus = sorted(os.sched_getaffinity(0))
     server_pin = [taskset, "-c", str(cpus[0])] if pinned else []
-    gen_pin = [taskset, "-c", str(cpus[1])] if pinned else []
+    gen_pins = [[taskset, "-c", str(c)] for c in cpus[1:]] if pinned else [[]]
+    gen_cpus = tuple(cpus[1:]) if pinned else (cpus[0],)
+    unknown = [w for w in a.workloads.split(",") if w not in WORKLOADS and w != "idle"]
+    if unknown:
+        sys.exit("bench_load.py: unknown workload %s (known: %s, idle)" % (unknown, ", ".join(WORKLOADS)))
+    floors = {}
+    if a.crypto_bench:
+        out = subprocess.run([a.crypto_bench, "--tsv"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            k, _, v = line.partition("\t")
+            floors[k] = v if k == "build" else float(v)
 
     if not os.access(a.generator, os.X_OK):
         sys.exit("bench_load.py: generator %s is not an executable (build it: ninja -C BUILD tests/bench-load)"
                  % a.generator)
     work = tempfile.mkdtemp(prefix="secmsg-bench-")
-    cred = make_credentials(work)
-    gen = Generator(os.path.abspath(a.generator), gen_pin, cred)
+    cred = make_credentials(work, a.key_type)
+    gen = Generator(os.path.abspath(a.generator), gen_pins, cred)
 
     notes = []
     servers = []
@@ -398,8 +462,10 @@ def main():
         print("[%5.1fs] %s" % (time.monotonic() - started, msg), file=sys.stderr, flush=True)
 
     print("secmsg load benchmark, %s" % datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
-    print("%d CPUs; %s" % (ncpu, "servers pinned to CPU %d, generator to CPU %d (taskset)" % (cpus[0], cpus[1])
-                           if pinned else "no pinning (fewer than 2 CPUs or no taskset): figures are rougher"))
+    print("%d CPUs; %s; %d generator process(es); %s certificate" % (
+        ncpu, "servers pinned to CPU %d, generators to CPU %s (taskset)" % (cpus[0], ",".join(map(str, gen_cpus)))
+        if pinned else "no pinning (fewer than 2 CPUs or no taskset): figures are rougher",
+        a.generators, a.key_type))
     sys.stdout.flush()
     try:
         load = [w for w in workloads if w in WORKLOADS]
@@ -421,8 +487,8 @@ def main():
                             failed[(s.label, w)] = "%s had died before this workload" % s.label
                             continue
                         try:
-                            r = measure_load(gen, s, w, a.seconds, (cpus[0], cpus[1] if pinned else cpus[0]),
-                                             a.warmup)
+                            r = measure_load(gen, s, w, a.seconds, (cpus[0],) + gen_cpus, a.warmup,
+                                             a.generators)
                             samples[s.label][w].append(r)
                             log("rep %d %-10s %-16s %s" % (rep + 1, w, s.label, {k: round(v, 3) if isinstance(v, float) else v
                                                                               for k, v in r.items()}))
@@ -461,21 +527,19 @@ def main():
         return median([r.get("gen_cpu_busy") for r in samples[label].get(w, [])])
 
     rows = []  # (metric, unit, better, workload, {label: value})
-    if "throughput" in workloads:
-        rows.append(("throughput, 64 B, 50 conn x window 64", "msg/s", "higher", "throughput",
-                     {s.label: med(s.label, "throughput", "msgs_per_s") for s in servers}))
-        rows.append(("  server CPU per 100k messages", "CPU-s", "lower", "throughput",
-                     {s.label: med(s.label, "throughput", "cpu_per_100k") for s in servers}))
-    if "large" in workloads:
-        rows.append(("large, 64 KiB, 10 conn x window 8", "MB/s", "higher", "large",
-                     {s.label: med(s.label, "large", "mb_per_s") for s in servers}))
-        rows.append(("  server CPU per GB", "CPU-s", "lower", "large",
-                     {s.label: med(s.label, "large", "cpu_per_gb") for s in servers}))
-    if "handshake" in workloads:
-        rows.append(("handshakes, 8 loops (connect..close)", "conn/s", "higher", "handshake",
-                     {s.label: med(s.label, "handshake", "conn_per_s") for s in servers}))
-        rows.append(("  server CPU per connection", "CPU-ms", "lower", "handshake",
-                     {s.label: med(s.label, "handshake", "cpu_ms_per_conn") for s in servers}))
+    for w in workloads:
+        if w not in WORKLOADS:
+            continue
+        mode, conns, window, size, op, _ = WORKLOADS[w]
+        what = ("%s: %d loops of connect, handshake, 1 message, close" % (w, conns) if op == "handshake"
+                else "%s: %d conn x %d in flight, %s" % (w, conns, window,
+                                                        "%d KiB" % (size // 1024) if size >= 1024 else "%d B" % size))
+        rows.append((what, "conn/s" if op == "handshake" else "msg/s", "higher", w,
+                     {s.label: med(s.label, w, "ops_per_s") for s in servers}))
+        rows.append(("  server CPU per " + op, "us", "lower", w,
+                     {s.label: med(s.label, w, "cpu_us_per_op") for s in servers}))
+        rows.append(("  busy: server core / generator core", "%", "info", w,
+                     {s.label: (med(s.label, w, "server_cpu_busy"), busy(s.label, w)) for s in servers}))
     if "idle" in workloads:
         for n in steps:
             runs = a.reps if n == steps[0] else min(a.reps, a.idle_full_reps)
@@ -490,23 +554,32 @@ def main():
     theirs = [s.label for s in servers if not s.ours]
     pairs = [(o, t) for o in ours for t in theirs]
     labels = [s.label for s in servers]
-    head = ["metric", "unit"] + labels + ["%s/%s" % p for p in pairs]
+    head = ["metric", "unit"] + labels + ["%s vs %s" % (o, t) for o, t in pairs]
     table = [head]
     for metric, unit, better, w, vals in rows:
         cells = [metric, unit]
         for lab in labels:
             v = vals.get(lab)
-            mark = "*" if (better == "higher" and w in WORKLOADS and v is not None
-                           and (busy(lab, w) or 0) >= 0.9) else ""
-            cells.append(fmt(v) + mark)
+            if better == "info":
+                sv, gv = v if v else (None, None)
+                cells.append("%s/%s" % ("-" if sv is None else "%.0f" % (100 * sv),
+                                        "-" if gv is None else "%.0f" % (100 * gv)))
+            else:
+                cells.append(fmt(v))
         for o, t in pairs:
             vo, vt = vals.get(o), vals.get(t)
-            cells.append("%.2f" % (vo / vt) if vo is not None and vt not in (None, 0) else "-")
+            if better == "info" or vo in (None, 0) or vt in (None, 0):
+                cells.append("-" if better != "info" else "")
+            else:
+                # How many times better secmsgd is: ours/peer for rates,
+                # peer/ours for CPU and memory.
+                cells.append("%.2f" % (vo / vt if better == "higher" else vt / vo))
         table.append(cells)
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     print()
-    print("median of %d runs per figure, %.3g s measured per run; ratios are secmsgd/peer "
-          "(above 1 is better for msg/s, MB/s, conn/s; below 1 for CPU and memory)" % (a.reps, a.seconds))
+    print("median of %d runs per figure, %.3g s measured per run; 'A vs B' is how many times better A "
+          "is than B (rates: A/B; CPU and memory: B/A); busy: how busy each core was in total, "
+          "anything on it included" % (a.reps, a.seconds))
     for r in table:
         print("  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i]) for i, c in enumerate(r)).rstrip())
     print()
@@ -518,6 +591,28 @@ def main():
     if suites:
         print("negotiated: " + "; ".join("%s %s" % kv for kv in suites.items()))
     print("generator: %s, same binary and client code against every server" % gen.path)
+    for lab in labels:
+        for w in WORKLOADS:
+            full = [("server" if (r.get("server_cpu_busy") or 0) >= 0.9 else None,
+                     "generator" if (r.get("gen_cpu_busy") or 0) >= 0.9 else None)
+                    for r in samples[lab].get(w, [])]
+            sides = sorted({x for pair in full for x in pair if x})
+            if sides:
+                print("full core (at least 90%% busy), %s %s: %s" % (lab, w, " and ".join(sides)))
+    if floors:
+        print()
+        print("crypto floor (bench-crypto, %s): what the cryptography alone costs per operation, "
+              "and secmsgd's server CPU per operation against it" % floors.get("build", "?"))
+        for w in workloads:
+            if w not in WORKLOADS:
+                continue
+            key = WORKLOADS[w][5].format(key=a.key_type)
+            floor = floors.get(key)
+            for lab in ours:
+                v = med(lab, w, "cpu_us_per_op")
+                if floor and v:
+                    print("  %-10s %-16s floor %8.2f us  secmsgd %8.2f us  %5.1fx the floor"
+                          % (w, lab, floor, v, v / floor))
     runs = [r for lab in labels for w in WORKLOADS for r in samples[lab].get(w, [])]
     if runs:
         others0 = median([r["server_cpu_busy"] - r["server_share"] for r in runs if r.get("server_cpu_busy") is not None])
@@ -525,8 +620,6 @@ def main():
         if others0 is not None and others1 is not None and pinned:
             print("other processes on this machine used a median %.0f%% of CPU %d and %.0f%% of CPU %d during the runs"
                   % (100 * max(others0, 0), cpus[0], 100 * max(others1, 0), cpus[1]))
-    print("* the generator's CPU was at least 90% busy (generator plus other processes): "
-          "that figure may be limited by the generator, not the server")
     for (lab, w), why in sorted(failed.items()):
         print("FAILED %s %s: %s" % (lab, w, why))
     for n in notes:
@@ -543,8 +636,7 @@ def main():
                 if w == "idle":
                     moved = bool(got)
                 else:
-                    key = {"throughput": "msgs_per_s", "large": "mb_per_s", "handshake": "conn_per_s"}[w]
-                    moved = bool(got) and (got[0].get(key) or 0) > 0
+                    moved = bool(got) and (got[0].get("ops_per_s") or 0) > 0
                 if not moved and (s.label, w) not in failed:
                     failed[(s.label, w)] = "no messages acknowledged"
                     print("FAILED %s %s: no messages acknowledged" % (s.label, w))
