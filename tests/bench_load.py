@@ -341,6 +341,24 @@ def measure_idle(gen, server, steps):
     return {n: (samples[n] - base) / (n - IDLE_BASE) for n in steps}
 
 
+def measure_held(gen, server, held, seconds, cpus, warmup, parts, workload="small-64"):
+    """The workload's figures while another generator process holds `held`
+    idle connections open on the same server (they each sent one message)."""
+    got = {}
+
+    def on_line(line, p):
+        if line.startswith("idle "):
+            if int(line.split()[1]) == held:
+                time.sleep(0.3)
+                got["r"] = measure_load(gen, server, workload, seconds, cpus, warmup, parts)
+            p.stdin.write("\n")
+            p.stdin.flush()
+
+    gen.run(server, [["--mode", "idle", "--idle-steps", "%d,%d" % (IDLE_BASE, held)]], on_line,
+            timeout=300 + seconds)
+    return got["r"]
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -370,7 +388,9 @@ def main():
     ap.add_argument("--idle-full-reps", type=int, default=1,
                     help="repetitions that go past the first idle step (the rest stop there: "
                          "thousands of handshakes against the threaded peer take half a minute)")
-    ap.add_argument("--workloads", default=",".join(list(WORKLOADS) + ["idle"]))
+    ap.add_argument("--workloads", default=",".join(list(WORKLOADS) + ["held", "idle"]))
+    ap.add_argument("--held", type=int, default=9000,
+                    help="workload 'held': small-64 while this many idle connections are held open")
     ap.add_argument("--generators", type=int, default=1,
                     help="generator processes per streaming or handshake run, sharing its connections "
                          "(pinned round-robin to the CPUs other than the server's)")
@@ -385,7 +405,7 @@ def main():
                          "no peers); fails unless each one moved messages; for meson test")
     a = ap.parse_args()
     if a.smoke:
-        a.reps, a.seconds, a.warmup, a.idle_steps, a.idle_full_reps = 1, 0.3, 0.1, "100", 1
+        a.reps, a.seconds, a.warmup, a.idle_steps, a.idle_full_reps, a.held = 1, 0.3, 0.1, "100", 1, 100
         a.crypto_bench = None
         a.skip += ["node", "python"]
 
@@ -404,9 +424,9 @@ def main():
     server_pin = [taskset, "-c", str(cpus[0])] if pinned else []
     gen_pins = [[taskset, "-c", str(c)] for c in cpus[1:]] if pinned else [[]]
     gen_cpus = tuple(cpus[1:]) if pinned else (cpus[0],)
-    unknown = [w for w in a.workloads.split(",") if w not in WORKLOADS and w != "idle"]
+    unknown = [w for w in a.workloads.split(",") if w not in WORKLOADS and w not in ("held", "idle")]
     if unknown:
-        sys.exit("bench_load.py: unknown workload %s (known: %s, idle)" % (unknown, ", ".join(WORKLOADS)))
+        sys.exit("bench_load.py: unknown workload %s (known: %s, held, idle)" % (unknown, ", ".join(WORKLOADS)))
     floors = {}
     if a.crypto_bench:
         out = subprocess.run([a.crypto_bench, "--tsv"], capture_output=True, text=True, check=True).stdout
@@ -499,6 +519,23 @@ def main():
                 if s.alive():
                     peak[s.label] = s.memory_kib()[1]
                 s.stop()
+        if "held" in workloads:
+            for rep in range(a.reps):
+                for s in servers:
+                    if (s.label, "held") in failed:
+                        continue
+                    try:
+                        s.start()
+                        r = measure_held(gen, s, a.held, a.seconds, (cpus[0],) + gen_cpus, a.warmup,
+                                         a.generators)
+                        samples[s.label]["held"].append(r)
+                        log("rep %d held       %-16s %s" % (rep + 1, s.label, {k: round(v, 3) if isinstance(v, float) else v
+                                                                          for k, v in r.items()}))
+                    except BenchFail as e:
+                        failed[(s.label, "held")] = str(e)
+                        log("rep %d held       %-16s FAILED: %s" % (rep + 1, s.label, e))
+                    finally:
+                        s.stop()
         if "idle" in workloads:
             for rep in range(a.reps):
                 for s in servers:
@@ -540,6 +577,16 @@ def main():
                      {s.label: med(s.label, w, "cpu_us_per_op") for s in servers}))
         rows.append(("  busy: server core / generator core", "%", "info", w,
                      {s.label: (med(s.label, w, "server_cpu_busy"), busy(s.label, w)) for s in servers}))
+    if "held" in workloads:
+        rows.append(("held: small-64 with %d idle connections open" % a.held, "msg/s", "higher", "held",
+                     {s.label: med(s.label, "held", "ops_per_s") for s in servers}))
+        rows.append(("  server CPU per message", "us", "lower", "held",
+                     {s.label: med(s.label, "held", "cpu_us_per_op") for s in servers}))
+        if "small-64" in workloads:
+            rows.append(("  server CPU per message, held / not held", "ratio", "info-ratio", "held",
+                         {s.label: (med(s.label, "held", "cpu_us_per_op") / med(s.label, "small-64", "cpu_us_per_op")
+                                    if med(s.label, "held", "cpu_us_per_op") and med(s.label, "small-64", "cpu_us_per_op")
+                                    else None) for s in servers}))
     if "idle" in workloads:
         for n in steps:
             runs = a.reps if n == steps[0] else min(a.reps, a.idle_full_reps)
@@ -568,8 +615,8 @@ def main():
                 cells.append(fmt(v))
         for o, t in pairs:
             vo, vt = vals.get(o), vals.get(t)
-            if better == "info" or vo in (None, 0) or vt in (None, 0):
-                cells.append("-" if better != "info" else "")
+            if better.startswith("info") or vo in (None, 0) or vt in (None, 0):
+                cells.append("" if better.startswith("info") else "-")
             else:
                 # How many times better secmsgd is: ours/peer for rates,
                 # peer/ours for CPU and memory.
