@@ -46,6 +46,7 @@ Connection::Connection(Shared& shared, Fd fd, tls::Session session, std::string 
       timer_(shared.reactor, [this] { on_timer(); }),
       started_(Clock::now()),
       last_activity_(started_) {
+    tls_->read_in_passes();  // every pass begins with begin_pass (step)
     std::array<std::uint8_t, 16> r;
     randombytes_buf(r.data(), r.size());
     static constexpr char hex[] = "0123456789abcdef";
@@ -74,7 +75,10 @@ void Connection::start(Clock::time_point accepted) {
     timer_.arm_at(accepted + shared_.limits.handshake_timeout);
 }
 
-void Connection::on_events(std::uint32_t) { step(); }
+void Connection::on_events(std::uint32_t events) {
+    if (tls_ && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) tls_->peer_may_have_closed();
+    step();
+}
 
 // Every entry does all it can in the current state; the states' own
 // functions move the machine forward and may fall through to the next.

@@ -216,6 +216,18 @@ public:
     // True when a read or handshake stopped on this pass's budget (the
     // socket may hold more): the caller must come back by itself.
     bool budget_spent() const;
+    // For a caller on an edge-triggered epoll that calls begin_pass() at
+    // every edge and every return of its own: small receives read ahead
+    // (up to 2 KiB, held by the session until wolfSSL asks for them), and a
+    // receive that got less than it asked for ends the pass's reading (the
+    // socket was empty; later bytes bring a new edge).  Saves one or two
+    // system calls per small record.  A caller that waits with poll() for
+    // more must not use it: bytes read ahead are invisible to poll.
+    void read_in_passes();
+    // The caller saw EPOLLRDHUP, EPOLLHUP or EPOLLERR: from now on every
+    // pass reads until the socket says want-read or end of stream, since
+    // the FIN may have come with the last bytes and no edge would follow.
+    void peer_may_have_closed();
     // True while TLS's own output cannot leave (the socket is full): the
     // session reads nothing until it has, and the connection should wait
     // for EPOLLOUT.
