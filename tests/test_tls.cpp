@@ -391,6 +391,62 @@ TEST_CASE("tls: the per-pass budget bounds raw bytes and records read; budget_sp
     CHECK_FALSE(server.output_blocked());
 }
 
+TEST_CASE("tls: read_in_passes: small records read ahead, a short read ends the pass, "
+          "the end of stream is still seen once the peer may have closed") {
+    Connected c;
+    auto& server = c.server;
+    auto& client = c.client;
+    server.read_in_passes();
+    std::array<std::uint8_t, 16384> buf{};
+    std::vector<std::uint8_t> got, sent;
+    auto read_pass = [&] {
+        IoResult r{Io::done};
+        for (int i = 0; i < 10000 && r.status == Io::done; ++i) {
+            r = server.read(buf);
+            if (r.status == Io::done) got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
+        }
+        return r;
+    };
+
+    // 100 records of 20 bytes (42 raw each, twice the 2 KiB read
+    // ahead): all arrive, in order, and the last want-read is the
+    // socket's.
+    std::vector<std::uint8_t> rec(20);
+    for (int i = 0; i < 100; ++i) {
+        std::fill(rec.begin(), rec.end(), static_cast<std::uint8_t>(i));
+        client_write_all(client, rec);
+        sent.insert(sent.end(), rec.begin(), rec.end());
+    }
+    server.begin_pass(SIZE_MAX);
+    auto r = read_pass();
+    CHECK(r.status == Io::want_read);
+    CHECK_FALSE(r.budget_spent);
+    CHECK(got == sent);
+    CHECK(server.counters().records_in >= 100);
+
+    // A short read ended this pass: bytes that come now wait for the next
+    // pass (on epoll, their edge), and are not lost.
+    client_write_all(client, rec);
+    sent.insert(sent.end(), rec.begin(), rec.end());
+    CHECK(server.read(buf).status == Io::want_read);
+    server.begin_pass(SIZE_MAX);
+    CHECK(read_pass().status == Io::want_read);
+    CHECK(got == sent);
+
+    // Records and the end of the stream together: once the caller says the
+    // peer may have closed, the same pass reads on to the end.
+    for (int i = 0; i < 3; ++i) {
+        client_write_all(client, rec);
+        sent.insert(sent.end(), rec.begin(), rec.end());
+    }
+    REQUIRE(client.shutdown() == Io::done);
+    ::shutdown(c.p.fds[1], SHUT_WR);
+    server.peer_may_have_closed();
+    server.begin_pass(SIZE_MAX);
+    CHECK(read_pass().status == Io::closed);
+    CHECK(got == sent);
+}
+
 TEST_CASE("tls: a KeyUpdate flood from a peer that never reads: reading stops, memory stays bounded, "
           "the counter rises, later data leaves intact") {
     auto sctx = tls::make_server_context(server_opts("ecdsa"));
