@@ -144,6 +144,12 @@ std::optional<PinDigest> parse_pin(std::string_view text) {
                           sodium_base64_VARIANT_ORIGINAL) != 0 ||
         n != d.size() || end != text.data() + text.size())
         return std::nullopt;
+    // Only the canonical text: libsodium's decoder also takes some bytes
+    // outside the alphabet (0xf8 decodes like a letter), so a pin that is
+    // not what it looks like would pass.  (psk.cpp checks keys the same way.)
+    char canon[45];
+    sodium_bin2base64(canon, sizeof canon, d.data(), d.size(), sodium_base64_VARIANT_ORIGINAL);
+    if (std::string_view(canon) != text) return std::nullopt;
     return d;
 }
 
