@@ -184,12 +184,14 @@ class Container:
     removes every process, mount and cgroup it left, then checks that none
     is left.  Cleanup runs whatever happened inside the block."""
 
-    def __init__(self, rootfs, name, network=("--private-network",)):
+    def __init__(self, rootfs, name, network=("--private-network",), options=()):
         """network: systemd-nspawn's network options; by default a network
-        namespace of its own with loopback only."""
+        namespace of its own with loopback only.  options: more of its
+        options (--rlimit=, --bind-ro=, ...)."""
         self.rootfs = rootfs
         self.name = name
         self.network = list(network)
+        self.options = list(options)
         self.workdir = tempfile.mkdtemp(prefix=f"{name}-")
         self.console_log = os.path.join(self.workdir, "console.log")
         self.nspawn = None      # subprocess.Popen of systemd-nspawn
@@ -226,7 +228,7 @@ class Container:
         cmd = ["systemd-nspawn", "--quiet", "--boot",
                "--directory", self.rootfs, "--volatile=overlay",
                "--machine", self.name, "--register=no", "--keep-unit",
-               *self.network, "--link-journal=no",
+               *self.network, *self.options, "--link-journal=no",
                "--console=read-only"]
         log(f"booting: {' '.join(cmd)}")
         console = open(self.console_log, "wb")
