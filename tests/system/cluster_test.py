@@ -172,8 +172,14 @@ class Node:
     def prop(self, unit, name):
         return self.systemctl("show", unit, "-p", name, "--value").stdout.strip()
 
-    def expect_active(self, unit):
-        state = self.systemctl("is-active", unit, check=False).stdout.strip()
+    def expect_active(self, unit, within=0):
+        """Requires unit active, waiting up to `within` seconds for it."""
+        deadline = time.monotonic() + within
+        while True:
+            state = self.systemctl("is-active", unit, check=False).stdout.strip()
+            if state == "active" or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
         expect(state == "active", f"{self.role}: {unit} is active ({state})")
 
     def put(self, src, dst, mode="644"):
@@ -393,8 +399,12 @@ class Cluster:
     # -- the load ---------------------------------------------------------------
 
     def send(self):
-        """CLIENTS clients at once; half way, receiver A's secmsgd stops
-        while the second halves are being written."""
+        """CLIENTS clients at once, their lines in three parts.  While the
+        second is being written, receiver A's secmsgd is stopped (the
+        administrator's way: it answers what it has, then ERROR 7); A is
+        started again; while the third is being written, receiver B's
+        secmsgd is killed (SIGKILL: acknowledgements lost in flight) and
+        systemd restarts it."""
         per = MESSAGES // CLIENTS
         # stdbuf: each acknowledgement as soon as it is shown (secmsg's
         # standard output is a pipe here, block-buffered otherwise).
@@ -402,35 +412,23 @@ class Cluster:
                 "--psk-file", os.path.join(self.creds, "psk"), "--pin", self.pin,
                 "--retry-for", str(RETRY_FOR), "-v"]
         self.clients = [Client(argv, message_lines(self.tag, i, per)) for i in range(CLIENTS)]
+        a, b = self.receivers
         started = time.monotonic()
-        deadline = started + CLIENT_TIMEOUT
+        self.deadline = started + CLIENT_TIMEOUT
+        third = per // 3
         try:
-            half = per // 2
             for c in self.clients:
-                c.write(c.lines[:half], batch=50)
-            while any(len(c.acks) < half for c in self.clients):
-                if time.monotonic() > deadline or any(c.proc.poll() is not None
-                                                      for c in self.clients):
-                    raise CheckFailed(f"the first halves were not acknowledged "
-                                      f"({[len(c.acks) for c in self.clients]} of {half} each)")
-                time.sleep(0.05)
-            expect(True, f"{CLIENTS} clients: the first {half} lines of each acknowledged "
-                   f"through the balancer")
-            writers = [threading.Thread(target=lambda c=c: (c.write(c.lines[half:], batch=5,
-                                                                    pace=0.01), c.close()),
-                                        daemon=True) for c in self.clients]
-            for w in writers:
-                w.start()
-            time.sleep(0.3)
-            a = self.receivers[0]
-            in_flight = sum(len(c.acks) for c in self.clients)
-            r = a.systemctl("stop", "secmsgd@1.service", check=False)
-            expect(r.returncode == 0, f"receiver-a: systemctl stop secmsgd@1 in the middle "
-                   f"({in_flight} of {per * CLIENTS} acknowledged so far)")
-            self.counts["acknowledged before the stop"] = in_flight
-            for w in writers:
-                w.join(max(1, deadline - time.monotonic()))
-            codes = [c.finish(deadline) for c in self.clients]
+                c.write(c.lines[:third], batch=50)
+            self.wait_acks(third, "the first part")
+            self.during(third, 2 * third, a, "stop", "stopped (systemctl stop)")
+            self.wait_acks(2 * third, "the second part")
+            self.wait_servers({"receiver-a": "DOWN", "receiver-b": "UP"})
+            expect(True, "HAProxy marked receiver-a down, receiver-b stays up")
+            a.systemctl("start", "secmsgd@1.service")
+            self.wait_servers({"receiver-a": "UP", "receiver-b": "UP"})
+            expect(True, "receiver-a started again: HAProxy sees it up")
+            self.during(2 * third, per, b, "kill", "killed (SIGKILL)", close=True)
+            codes = [c.finish(self.deadline) for c in self.clients]
         finally:
             for c in self.clients:
                 c.stop()
@@ -446,14 +444,51 @@ class Cluster:
         expect(all(code == 0 for code in codes),
                f"every client exits 0: all {self.counts['acknowledged']} of "
                f"{self.counts['sent']} lines acknowledged in {took:.1f} s "
-               f"({retried} client(s) reconnected and resent)")
-        expect(retried >= 1, "at least one client lost its receiver and tried again")
+               f"({retried} client(s) connected again and resent)")
+        expect(retried >= 1, "at least one client lost its receiver and connected again")
         for c in self.clients:
             if len(c.acks) != len(c.lines):
                 raise CheckFailed(f"a client exited 0 with {len(c.acks)} acknowledgements "
                                   f"shown for {len(c.lines)} lines")
-        self.wait_servers({"receiver-a": "DOWN", "receiver-b": "UP"})
-        expect(True, "HAProxy marked receiver-a down, receiver-b stays up")
+        # Restart=on-failure, 100 ms after the kill (the clients may have
+        # finished on receiver A before that).
+        b.expect_active("secmsgd@1.service", within=10)
+        restarts = b.prop("secmsgd@1.service", "NRestarts")
+        expect(restarts == "1", f"receiver-b: systemd restarted the killed secmsgd@1 once "
+               f"(NRestarts={restarts})")
+
+    def wait_acks(self, count, what):
+        """Until every client has shown count acknowledgements."""
+        while any(len(c.acks) < count for c in self.clients):
+            if time.monotonic() > self.deadline or any(c.proc.poll() is not None
+                                                       for c in self.clients):
+                raise CheckFailed(f"{what} was not acknowledged "
+                                  f"({[len(c.acks) for c in self.clients]} of {count} each)")
+            time.sleep(0.05)
+        expect(True, f"{CLIENTS} clients: {what} acknowledged through the balancer "
+               f"({count} lines each)")
+
+    def during(self, first, last, receiver, how, what, close=False):
+        """Writes lines [first, last) of every client, 5 lines every 10 ms,
+        and 0.3 s in stops or kills the receiver's secmsgd."""
+        def write(c):
+            c.write(c.lines[first:last], batch=5, pace=0.01)
+            if close:
+                c.close()
+        writers = [threading.Thread(target=write, args=(c,), daemon=True) for c in self.clients]
+        for w in writers:
+            w.start()
+        time.sleep(0.3)
+        so_far = sum(len(c.acks) for c in self.clients)
+        if how == "stop":
+            r = receiver.systemctl("stop", "secmsgd@1.service", check=False)
+        else:
+            r = receiver.systemctl("kill", "--signal=SIGKILL", "secmsgd@1.service", check=False)
+        expect(r.returncode == 0, f"{receiver.role}: secmsgd@1 {what} while lines are "
+               f"being written ({so_far} of {MESSAGES} acknowledged so far)")
+        self.counts[f"acknowledged when {receiver.role} was {what.split()[0]}"] = so_far
+        for w in writers:
+            w.join(max(1, self.deadline - time.monotonic()))
 
     # -- the checks ---------------------------------------------------------------
 
@@ -536,6 +571,21 @@ class Cluster:
                    f"under its host name ({len(lost)} missing, {len(wrong)} under another)")
             self.counts[f"recorded on {r.role}"] = len(local)
 
+        # HAProxy checked each receiver every 2 s all along: secmsgd logged
+        # none of those checks, but the client connections that ended (not
+        # those a SIGKILL cut), with the balancer as "via".
+        via = 0
+        for r in self.receivers:
+            out = r.run("journalctl", "--no-pager", "-o", "cat", "-u", "secmsgd@1.service",
+                        timeout=120).stdout.splitlines()
+            checks = [l for l in out if f"peer {BALANCER}:" in l]
+            expect(not checks, f"{r.role}: secmsgd logged none of HAProxy's health checks "
+                   f"({len(checks)} lines about {BALANCER} itself)")
+            via += sum(bool(re.search(rf"peer {re.escape(CLIENT)}:\d+ via "
+                                      rf"{re.escape(BALANCER)}:\d+", l)) for l in out)
+        expect(via > 0, f"secmsgd logged client connections as from {CLIENT} via "
+               f"{BALANCER} ({via} lines)")
+
         sent = {l for c in self.clients for l in c.lines}
         payloads = {}
         for e in entries:
@@ -548,7 +598,7 @@ class Cluster:
         twice_uploaded = sum(len(v) - 1 for v in by_id.values())
         self.counts["in the central journal"] = len(entries)
         self.counts["distinct messages there"] = len(payloads)
-        self.counts["recorded twice (resent after the stop)"] = twice_recorded
+        self.counts["recorded twice (sent again after a stop or kill)"] = twice_recorded
         self.counts["uploaded twice (same record)"] = twice_uploaded
         expect(len(payloads) == len(sent), f"every one of the {len(sent)} messages sent is "
                f"in the central journal ({len(payloads)} distinct)")
