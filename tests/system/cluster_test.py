@@ -424,6 +424,12 @@ class Cluster:
             self.wait_acks(2 * third, "the second part")
             self.wait_servers({"receiver-a": "DOWN", "receiver-b": "UP"})
             expect(True, "HAProxy marked receiver-a down, receiver-b stays up")
+            # The collector goes away until the clients are done: the
+            # receivers acknowledge regardless, their uploads fail and are
+            # restarted (deploy/'s drop-in) until it is back.
+            self.collector.systemctl("stop", "systemd-journal-remote.socket",
+                                     "systemd-journal-remote.service")
+            expect(True, "collector: systemd-journal-remote stopped")
             a.systemctl("start", "secmsgd@1.service")
             self.wait_servers({"receiver-a": "UP", "receiver-b": "UP"})
             expect(True, "receiver-a started again: HAProxy sees it up")
@@ -432,6 +438,9 @@ class Cluster:
         finally:
             for c in self.clients:
                 c.stop()
+        self.counts["in the central journal when the clients were done"] = len(self.central())
+        self.collector.systemctl("start", "systemd-journal-remote.socket")
+        self.collector.expect_active("systemd-journal-remote.socket")
         took = time.monotonic() - started
         for i, (c, code) in enumerate(zip(self.clients, codes)):
             print(f"  client {i}: exit {code}, {len(c.acks)} acknowledgements shown", flush=True)
@@ -521,6 +530,14 @@ class Cluster:
         expect(not missing, f"the collector's journal holds every acknowledged record "
                f"(after {time.monotonic() - started:.0f} s; {len(missing)} missing"
                f"{', e.g. ' + missing[0] if missing else ''})")
+        early = self.counts["in the central journal when the clients were done"]
+        expect(early < len(acked), f"the clients had every acknowledgement before the "
+               f"collector had the records ({early} of {len(acked)} there then)")
+        for r in self.receivers:
+            n = int(r.prop("systemd-journal-upload.service", "NRestarts") or 0)
+            expect(n >= 1, f"{r.role}: systemd-journal-upload failed while the collector "
+                   f"was away and was restarted ({n} restarts), resuming from its cursor")
+            self.counts[f"journal-upload restarts on {r.role}"] = n
 
         by_id = {}
         for e in entries:
