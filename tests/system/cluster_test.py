@@ -17,16 +17,21 @@ of the test's own, where the clients run: no address of it exists anywhere
 else and no packet leaves it.
 
 CLIENTS clients (secmsg in pipe mode, --retry-for) send MESSAGES lines in
-all through the balancer; half way, receiver A's secmsgd is stopped while
-lines are still being written.  Then, in the collector's journal: every
+all through the balancer, in three parts.  While the second is written,
+receiver A's secmsgd is stopped (systemctl stop); then the collector's
+journal-remote is stopped and A started again; while the third is written,
+receiver B's secmsgd is killed (SIGKILL; systemd restarts it); the collector
+comes back once the clients are done.  Then: every client acknowledged all
+its lines, before the collector had them; in the collector's journal, every
 message each client saw acknowledged, byte for byte, under the SECMSG_ID its
 acknowledgement named, with the client's real address as SECMSG_PEER, the
 balancer's as SECMSG_VIA and the receiver's host name; both receivers took a
-share; every record in receiver A's own journal reached the collector;
-nothing there that was not sent.  Then nothing may be left behind:
-processes, mounts, cgroups, namespaces, network links.  Prints the counts
-(sent, acknowledged, central, duplicates).  On failure it prints every
-container's journal.
+share; every record in each receiver's own journal reached the collector
+(the uploads failed while it was away and resumed from their cursors);
+nothing there that was not sent; no health check in secmsgd's log.  Then
+nothing may be left behind: processes, mounts, cgroups, namespaces, network
+links.  Prints the counts (sent, acknowledged, central, duplicates).  On
+failure it prints every container's journal.
 
 Exit status: 0 passed, 1 failed, 77 skipped (not root).
 """
@@ -77,7 +82,7 @@ CLIENTS = 4
 MESSAGES = 3000          # over all clients
 RETRY_FOR = 60
 CREDSTORE = "/etc/credstore"
-CLIENT_TIMEOUT = 180     # one client's whole run, at most
+CLIENT_TIMEOUT = 180     # the clients' whole run, at most
 CENTRAL_TIMEOUT = 120    # for the last records to reach the collector
 
 CLONE_NEWNET = 0x40000000
@@ -679,6 +684,11 @@ def main():
                     if isinstance(e, subprocess.CalledProcessError):
                         print(f"{e.cmd}: {e.stdout}{e.stderr}")
                     cluster.journals()
+            # A container that never booted (an earlier one failed) has
+            # only its empty work directory.
+            for node in cluster.nodes:
+                if node.container.nspawn is None:
+                    shutil.rmtree(node.container.workdir, ignore_errors=True)
             # The containers are gone: nothing of theirs may remain.
             expect(True, "the containers left no process, mount or cgroup behind")
             stray = processes_in({"net": own_netns})
