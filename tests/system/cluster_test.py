@@ -316,6 +316,23 @@ class Cluster:
         c.systemctl("daemon-reload")
         c.systemctl("enable", "--now", "systemd-journal-remote.socket")
         c.expect_active("systemd-journal-remote.socket")
+        # Only the receivers may upload (IPAddressAllow= on the socket): from
+        # the clients' address the collector does not answer.  systemd's
+        # address filter is a cgroup BPF program, which needs the unified
+        # cgroup hierarchy: a container on a host with hybrid cgroups (as
+        # these machines are) has none, and the filter is silently off.
+        fs = c.run("stat", "-f", "-c", "%T", "/sys/fs/cgroup").stdout.strip()
+        if fs != "cgroup2fs":
+            log(f"not checked: IPAddressAllow= on the collector's socket (the container's "
+                f"/sys/fs/cgroup is {fs}, not the unified hierarchy)")
+            return
+        try:
+            with socket.create_connection((COLLECTOR, 19532), timeout=2):
+                answered = True
+        except OSError:
+            answered = False
+        expect(not answered, f"the collector's port 19532 does not answer {CLIENT}, "
+               f"not a receiver (IPAddressAllow=)")
 
     def setup_receiver(self, r):
         r.container.install_tree(self.staging)
