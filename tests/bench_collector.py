@@ -19,15 +19,15 @@ import argparse
 import hashlib
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
-JOURNAL_UPLOAD = "/lib/systemd/systemd-journal-upload"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "system"))
+from check_deploy import JOURNAL_REMOTE, JOURNAL_UPLOAD, start_collector  # noqa: E402
+
 MESSAGE_ID = "7d5b1c3c9a0e4f4e8b2a6c1d0f3e5a71"
 
 
@@ -71,33 +71,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def one_run(tmp, journal, certs, n):
     """(entries/s, journal-remote's and journal-upload's CPU µs per entry) of
     one upload of the journal directory to a fresh collector."""
     out = tempfile.mkdtemp(dir=tmp)
-    port = free_port()
-    collector = os.path.join(certs, "127.0.0.1")
-    remote = subprocess.Popen(
-        [JOURNAL_REMOTE, f"--listen-https=127.0.0.1:{port}", "--split-mode=host",
-         f"--key={collector}/journal-remote.key", f"--cert={collector}/journal-remote.crt",
-         f"--output={out}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    remote, url = start_collector(certs, out)
     try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
         remote_before = cpu_seconds(remote.pid)
         receiver = os.path.join(certs, "receiver-a")
         started = time.monotonic()
         upload = subprocess.Popen(
-            [JOURNAL_UPLOAD, "--follow=no", f"--url=https://127.0.0.1:{port}",
+            [JOURNAL_UPLOAD, "--follow=no", f"--url={url}",
              f"--key={receiver}/journal-upload.key", f"--cert={receiver}/journal-upload.crt",
              f"--trust={receiver}/ca.crt", f"--directory={journal}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
