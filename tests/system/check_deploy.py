@@ -169,6 +169,25 @@ def make_certs(deploy, out, *names):
         raise Failed(f"make-certs.sh {' '.join(names)} failed: {r.stderr.strip()}")
 
 
+def start_collector(certs, out):
+    """systemd-journal-remote on a free loopback port, with make-certs.sh's
+    collector certificate for 127.0.0.1 (certs/127.0.0.1/), writing one file
+    per sending host into out; returns (process, URL) once it accepts
+    connections."""
+    port = free_port()
+    collector = os.path.join(certs, "127.0.0.1")
+    remote = subprocess.Popen(
+        [JOURNAL_REMOTE, f"--listen-https=127.0.0.1:{port}", "--split-mode=host",
+         f"--key={collector}/journal-remote.key", f"--cert={collector}/journal-remote.crt",
+         f"--output={out}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(50):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    return remote, f"https://127.0.0.1:{port}"
+
+
 def upload(journal, url, certs, trust):
     return subprocess.run([JOURNAL_UPLOAD, "--follow=no", "--url", url,
                            "--key", f"{certs}/journal-upload.key",
@@ -197,19 +216,8 @@ def check_journal_tls(deploy):
 
         out = os.path.join(tmp, "remote")
         os.mkdir(out)
-        port = free_port()
-        collector = os.path.join(certs, "127.0.0.1")
-        remote = subprocess.Popen(
-            [JOURNAL_REMOTE, f"--listen-https=127.0.0.1:{port}", "--split-mode=host",
-             f"--key={collector}/journal-remote.key", f"--cert={collector}/journal-remote.crt",
-             f"--output={out}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        remote, url = start_collector(certs, out)
         try:
-            url = f"https://127.0.0.1:{port}"
-            for _ in range(50):
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.1)
             r = upload(journal, url, f"{certs}/receiver-a", f"{other}/ca.crt")
             if r.returncode == 0:
                 raise Failed("systemd-journal-upload trusted a collector certificate "

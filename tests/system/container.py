@@ -114,13 +114,16 @@ def remove_tree(path):
         subprocess.run(["rm", "-rf", "--one-file-system", path], check=True)
 
 
-def cached_rootfs(cache_dir):
-    """A minimal Debian SUITE with systemd and PACKAGES, made once per package set.
+def cached_rootfs(cache_dir, extra=()):
+    """A minimal Debian SUITE with systemd, PACKAGES and the extra packages,
+    made once per package set (each set is a root file system of its own:
+    one without extras is the same as before extras existed).
 
     debootstrap runs into a scratch directory that is renamed into place only
     when complete, under a lock, so an interrupted run is never mistaken for
     a cache and two runs never build it at once."""
-    key = hashlib.sha256(" ".join((SUITE,) + PACKAGES).encode()).hexdigest()[:12]
+    packages = PACKAGES + tuple(p for p in extra if p not in PACKAGES)
+    key = hashlib.sha256(" ".join((SUITE,) + packages).encode()).hexdigest()[:12]
     rootfs = os.path.join(cache_dir, f"{SUITE}-{key}")
     os.makedirs(cache_dir, exist_ok=True)
     with open(os.path.join(cache_dir, "lock"), "w") as lock:
@@ -134,7 +137,7 @@ def cached_rootfs(cache_dir):
             f"{mirror} (about a minute, once)")
         started = time.monotonic()
         r = subprocess.run(
-            ["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES),
+            ["debootstrap", "--variant=minbase", "--include=" + ",".join(packages),
              SUITE, scratch, mirror],
             stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if r.returncode != 0:
@@ -181,9 +184,14 @@ class Container:
     removes every process, mount and cgroup it left, then checks that none
     is left.  Cleanup runs whatever happened inside the block."""
 
-    def __init__(self, rootfs, name):
+    def __init__(self, rootfs, name, network=("--private-network",), options=()):
+        """network: systemd-nspawn's network options; by default a network
+        namespace of its own with loopback only.  options: more of its
+        options (--rlimit=, --bind-ro=, ...)."""
         self.rootfs = rootfs
         self.name = name
+        self.network = list(network)
+        self.options = list(options)
         self.workdir = tempfile.mkdtemp(prefix=f"{name}-")
         self.console_log = os.path.join(self.workdir, "console.log")
         self.nspawn = None      # subprocess.Popen of systemd-nspawn
@@ -220,7 +228,7 @@ class Container:
         cmd = ["systemd-nspawn", "--quiet", "--boot",
                "--directory", self.rootfs, "--volatile=overlay",
                "--machine", self.name, "--register=no", "--keep-unit",
-               "--private-network", "--link-journal=no",
+               *self.network, *self.options, "--link-journal=no",
                "--console=read-only"]
         log(f"booting: {' '.join(cmd)}")
         console = open(self.console_log, "wb")
@@ -330,6 +338,17 @@ class Container:
                 except OSError:
                     pass
         return pids
+
+    def namespaces(self):
+        """{kind: inode} of PID 1's namespaces (net, mnt, pid, ...): after
+        cleanup no process may be left in any of them."""
+        out = {}
+        for kind in ("net", "mnt", "pid", "uts", "ipc", "cgroup"):
+            try:
+                out[kind] = os.stat(f"/proc/{self.pid}/ns/{kind}").st_ino
+            except OSError:
+                pass
+        return out
 
     # -- using it -----------------------------------------------------------
 
