@@ -28,6 +28,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from secmsg_harness import free_port  # noqa: E402
 
 FAILING = {"MEDIUM", "HIGH", "CRITICAL"}
+# testssl checks (section serverDefaults) whose "could not run" warning is
+# printed but does not fail the audit: they are about features, not
+# weaknesses, and testssl's way of running them is timing-dependent here.
+INCONCLUSIVE = {
+    # Two `openssl s_client </dev/null` runs, the second resuming the
+    # first's session: with TLS 1.3 the ticket comes after the handshake and
+    # s_client may exit before it arrives or as the server's reply to its
+    # close_notify comes back; one run in several gives "connect problem" or
+    # "test failed" (seen at random in both configurations, under load;
+    # sixty such pairs by hand, one after the other, all resumed).
+    "sessionresumption_ticket": "resumption is a feature, not a finding; testssl's check is timing-dependent with TLS 1.3 tickets",
+    "sessionresumption_ID": "the same check, by session ID (none in TLS 1.3)",
+}
 AUDITED = ("protocols", "ciphers", "serverPreferences", "vulnerabilities")
 # testssl's certificate findings (section serverDefaults, ids without the
 # " <cert#N>" suffix) that a self-signed certificate pinned by its clients
@@ -115,7 +128,7 @@ def audit(name, testssl, secmsgd, creds, extra, work, timeout):
         raise RuntimeError("secmsgd exited with %d after the scan:\n%s" %
                            (proc.returncode, open(log).read()[-3000:]))
 
-    failures, expected = [], []
+    failures, expected, inconclusive = [], [], []
     for section, items in res.items():
         for i in items:
             sev = i.get("severity", "")
@@ -125,6 +138,8 @@ def audit(name, testssl, secmsgd, creds, extra, work, timeout):
                 expected.append(line + "  -- expected: " + EXPECTED_CERT[base])
             elif sev in FAILING and (section in AUDITED or section == "serverDefaults"):
                 failures.append(line)
+            elif sev == "WARN" and section == "serverDefaults" and base in INCONCLUSIVE:
+                inconclusive.append(line + "  -- " + INCONCLUSIVE[base])
             elif sev in ("FATAL", "ERROR") or (sev == "WARN" and section != "scanProblem"):
                 # testssl could not finish a check: an audit that did not run
                 failures.append(line + "  (testssl could not run this check)")
@@ -133,7 +148,7 @@ def audit(name, testssl, secmsgd, creds, extra, work, timeout):
         for i in res.get(section, []):
             if i.get("severity") not in ("OK", "INFO"):
                 print("   %s %s [%s]: %s" % (section, i.get("id"), i.get("severity"), i.get("finding")))
-    return failures, expected
+    return failures, expected, inconclusive
 
 
 def main():
@@ -157,9 +172,12 @@ def main():
     failed = False
     try:
         for name, extra in RUNS:
-            failures, expected = audit(name, a.testssl, a.secmsgd, creds, extra, work, a.timeout)
+            failures, expected, inconclusive = audit(name, a.testssl, a.secmsgd, creds, extra, work,
+                                                     a.timeout)
             for line in expected:
                 print("   expected  " + line)
+            for line in inconclusive:
+                print("   inconclusive  " + line)
             for line in failures:
                 print("   FAILURE   " + line)
             failed = failed or bool(failures)
