@@ -396,8 +396,9 @@ def main():
                          "(pinned round-robin to the CPUs other than the server's)")
     ap.add_argument("--key-type", choices=["ed25519", "ecdsa"], default="ed25519",
                     help="the servers' certificate key (default ed25519)")
-    ap.add_argument("--crypto-bench", help="bench-crypto of the secmsgd build measured: prints each CPU "
-                                           "figure against its crypto floor")
+    ap.add_argument("--crypto-bench", action="append", default=[],
+                    help="bench-crypto of a secmsgd build, or LABEL=PATH for the --secmsgd of that label "
+                         "(repeatable): prints each CPU figure against its crypto floor on that build")
     ap.add_argument("--json", help="also write every sample to this file")
     ap.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each streaming run")
     ap.add_argument("--smoke", action="store_true",
@@ -406,7 +407,7 @@ def main():
     a = ap.parse_args()
     if a.smoke:
         a.reps, a.seconds, a.warmup, a.idle_steps, a.idle_full_reps, a.held = 1, 0.3, 0.1, "100", 1, 100
-        a.crypto_bench = None
+        a.crypto_bench = []
         a.skip += ["node", "python"]
 
     steps = [int(s) for s in a.idle_steps.split(",")]
@@ -427,12 +428,17 @@ def main():
     unknown = [w for w in a.workloads.split(",") if w not in WORKLOADS and w not in ("held", "idle")]
     if unknown:
         sys.exit("bench_load.py: unknown workload %s (known: %s, held, idle)" % (unknown, ", ".join(WORKLOADS)))
-    floors = {}
-    if a.crypto_bench:
-        out = subprocess.run([a.crypto_bench, "--tsv"], capture_output=True, text=True, check=True).stdout
+    floors = {}  # secmsgd label ("" for any) -> {bench-crypto figure: value, "build": description}
+    for spec in a.crypto_bench:
+        label, _, path = spec.rpartition("=")
+        if label and not label.startswith("secmsgd"):
+            label = "secmsgd-" + label
+        out = subprocess.run([path, "--tsv"], capture_output=True, text=True, check=True).stdout
+        figures = {}
         for line in out.splitlines():
             k, _, v = line.partition("\t")
-            floors[k] = v if k == "build" else float(v)
+            figures[k] = v if k == "build" else float(v)
+        floors[label] = figures
 
     if not os.access(a.generator, os.X_OK):
         sys.exit("bench_load.py: generator %s is not an executable (build it: ninja -C BUILD tests/bench-load)"
@@ -648,18 +654,20 @@ def main():
                 print("full core (at least 90%% busy), %s %s: %s" % (lab, w, " and ".join(sides)))
     if floors:
         print()
-        print("crypto floor (bench-crypto, %s): what the cryptography alone costs per operation, "
-              "and secmsgd's server CPU per operation against it" % floors.get("build", "?"))
-        for w in workloads:
-            if w not in WORKLOADS:
+        print("crypto floor (bench-crypto, CPU time): what the cryptography alone costs per operation "
+              "on the build, and secmsgd's server CPU per operation against it")
+        for lab in ours:
+            figures = floors.get(lab) or floors.get("")
+            if not figures:
                 continue
-            key = WORKLOADS[w][5].format(key=a.key_type)
-            floor = floors.get(key)
-            for lab in ours:
+            print("  %s: %s" % (lab, figures.get("build", "?")))
+            for w in workloads:
+                if w not in WORKLOADS:
+                    continue
+                floor = figures.get(WORKLOADS[w][5].format(key=a.key_type))
                 v = med(lab, w, "cpu_us_per_op")
                 if floor and v:
-                    print("  %-10s %-16s floor %8.2f us  secmsgd %8.2f us  %5.1fx the floor"
-                          % (w, lab, floor, v, v / floor))
+                    print("    %-10s floor %8.2f us  secmsgd %8.2f us  %5.1fx the floor" % (w, floor, v, v / floor))
     runs = [r for lab in labels for w in WORKLOADS for r in samples[lab].get(w, [])]
     if runs:
         others0 = median([r["server_cpu_busy"] - r["server_share"] for r in runs if r.get("server_cpu_busy") is not None])
