@@ -1,6 +1,7 @@
 // secmsg: the companion client of secmsgd.  Option parsing and wiring only;
-// the connection, the send loop and the checks live in lib/ (client.hpp,
-// client_session.hpp, message_source.hpp, tls_client.hpp).
+// the connection, the send loop and the input are this folder's library
+// (client.hpp, message_source.hpp, backoff.hpp); the checks live in lib/
+// (client_session.hpp, tls_client.hpp).
 #include "config.hpp"
 
 #include "build_info.hpp"
