@@ -2,7 +2,7 @@
 #include "client.hpp"
 
 #include "backoff.hpp"
-#include "tls_client.hpp"
+#include "tls/tls_client.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -84,21 +84,6 @@ Fd connect_one(const addrinfo* ai, Clock::time_point deadline, std::string& why)
     return fd;
 }
 
-// The name to check the certificate against.  wolfSSL writes an IPv6
-// subjectAltName as eight groups of four hex digits ("0000:...:0001") and
-// compares names as text, so an IPv6 literal is expanded to that form.
-std::string name_for_check(const std::string& name) {
-    in6_addr a{};
-    if (::inet_pton(AF_INET6, name.c_str(), &a) != 1) return name;
-    std::string out;
-    char group[8];
-    for (int i = 0; i < 16; i += 2) {
-        std::snprintf(group, sizeof group, "%02X%02X", a.s6_addr[i], a.s6_addr[i + 1]);
-        out += (i ? ":" : "") + std::string(group);
-    }
-    return out;
-}
-
 std::string trust_advice(const tls::ClientOptions& trust) {
     if (!trust.pin.empty()) return "check --pin (secmsgd --init-credentials prints the server's pin)";
     if (trust.ca_file.empty())
@@ -148,7 +133,7 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
                               "): is secmsgd running there? check --host and --port");
 
     tls::Session session(std::move(ctx), fd.get(), false);
-    session.set_server_name(name_for_check(o.server_name.empty() ? o.host : o.server_name));
+    session.set_server_name(o.server_name.empty() ? o.host : o.server_name);
     for (;;) {
         const tls::Io r = session.handshake();
         if (r == tls::Io::done) break;

@@ -5,10 +5,10 @@
 // asked to.  Failures are classified for the exit status of secmsg(1).
 #pragma once
 
-#include "client_session.hpp"
-#include "fd.hpp"
+#include "proto/client_session.hpp"
+#include "io/fd.hpp"
 #include "message_source.hpp"
-#include "tls.hpp"
+#include "tls/tls.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -4,16 +4,16 @@
 // (client_session.hpp, tls_client.hpp).
 #include "config.hpp"
 
-#include "build_info.hpp"
+#include "tls/build_info.hpp"
 #include "client.hpp"
-#include "credentials.hpp"
-#include "escape.hpp"
+#include "keys/credentials.hpp"
+#include "proto/escape.hpp"
 #include "message_source.hpp"
-#include "pin.hpp"
-#include "psk.hpp"
-#include "seal.hpp"
+#include "keys/pin.hpp"
+#include "keys/psk.hpp"
+#include "proto/seal.hpp"
 #include "secmsg_config.h"
-#include "tls_client.hpp"
+#include "tls/tls_client.hpp"
 
 #include <CLI/CLI.hpp>
 

@@ -3,7 +3,7 @@
 // say when they need their fd to become readable.
 #pragma once
 
-#include "protocol.hpp"
+#include "proto/protocol.hpp"
 
 #include <cstdint>
 #include <stdexcept>

@@ -2,8 +2,8 @@
 #include "connection.hpp"
 
 #include "log.hpp"
-#include "payload.hpp"
-#include "proxy_header.hpp"
+#include "proto/payload.hpp"
+#include "io/proxy_header.hpp"
 
 #include <sodium.h>
 

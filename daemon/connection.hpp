@@ -23,12 +23,12 @@
 #pragma once
 
 #include "failure_log.hpp"
-#include "fd.hpp"
-#include "frame_reader.hpp"
-#include "reactor.hpp"
+#include "io/fd.hpp"
+#include "proto/frame_reader.hpp"
+#include "io/reactor.hpp"
 #include "recorder.hpp"
-#include "seal.hpp"
-#include "tls.hpp"
+#include "proto/seal.hpp"
+#include "tls/tls.hpp"
 
 #include <array>
 #include <chrono>

@@ -1,18 +1,18 @@
 // secmsgd: options (command line and configuration file), credentials,
 // listeners, and the wiring of the server to the loop, signals and systemd.
-#include "build_info.hpp"
-#include "cidr.hpp"
-#include "credentials.hpp"
+#include "tls/build_info.hpp"
+#include "io/cidr.hpp"
+#include "keys/credentials.hpp"
 #include "log.hpp"
-#include "net.hpp"
+#include "io/net.hpp"
 #include "notify.hpp"
-#include "psk.hpp"
-#include "reactor.hpp"
+#include "keys/psk.hpp"
+#include "io/reactor.hpp"
 #include "recorder.hpp"
 #include "secmsg_config.h"
 #include "server.hpp"
 #include "stderr_stream.hpp"
-#include "tls.hpp"
+#include "tls/tls.hpp"
 
 #include <CLI/CLI.hpp>
 #include <systemd/sd-daemon.h>

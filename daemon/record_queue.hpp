@@ -12,8 +12,8 @@
 // its connection has had its answer.
 #pragma once
 
-#include "fd.hpp"
-#include "reactor.hpp"
+#include "io/fd.hpp"
+#include "io/reactor.hpp"
 #include "recorder.hpp"
 
 #include <chrono>

@@ -2,7 +2,7 @@
 #include "server.hpp"
 
 #include "log.hpp"
-#include "net.hpp"
+#include "io/net.hpp"
 
 #include <cerrno>
 #include <cstring>

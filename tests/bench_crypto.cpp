@@ -31,12 +31,12 @@
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
-#include "build_info.hpp"
-#include "credentials.hpp"
-#include "payload.hpp"
-#include "protocol.hpp"
-#include "seal.hpp"
-#include "tls.hpp"
+#include "tls/build_info.hpp"
+#include "keys/credentials.hpp"
+#include "proto/payload.hpp"
+#include "proto/protocol.hpp"
+#include "proto/seal.hpp"
+#include "tls/tls.hpp"
 
 #include <sys/socket.h>
 #include <sys/wait.h>

@@ -8,7 +8,7 @@
 // committed corpora with any compiler.  See meson.build for the list.
 #pragma once
 
-#include "seal.hpp"
+#include "proto/seal.hpp"
 
 #include <cstdint>
 #include <memory>

@@ -13,8 +13,8 @@
 // that was sealed properly must open to exactly its plaintext.
 #include "fuzz.hpp"
 
-#include "frame_reader.hpp"
-#include "payload.hpp"
+#include "proto/frame_reader.hpp"
+#include "proto/payload.hpp"
 
 #include <algorithm>
 #include <optional>

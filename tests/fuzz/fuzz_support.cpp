@@ -2,8 +2,8 @@
 // sealed-mode builder (fuzz.hpp).
 #include "fuzz.hpp"
 
-#include "bytes.hpp"
-#include "protocol.hpp"
+#include "proto/bytes.hpp"
+#include "proto/protocol.hpp"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/aes.h>
