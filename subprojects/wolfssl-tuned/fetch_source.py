@@ -164,7 +164,7 @@ def write_private_sources(apt_dir, wanted):
     for old in glob.glob(os.path.join(parts, '*')):
         os.remove(old)
     with open(os.path.join(apt_dir, 'sources.list'), 'w', encoding='utf-8') as f:
-        f.write('# made from the machine\'s deb entries by lib/wolfssl/fetch_source.py\n')
+        f.write('# made from the machine\'s deb entries by subprojects/wolfssl-tuned/fetch_source.py\n')
         f.writelines(line + '\n' for line in dict.fromkeys(oneline))
     with open(os.path.join(parts, 'machine.sources'), 'w', encoding='utf-8') as f:
         f.write('\n\n'.join(stanzas) + ('\n' if stanzas else ''))
