@@ -2,6 +2,7 @@
 #include "client.hpp"
 
 #include "backoff.hpp"
+#include "tls/output.hpp"
 #include "tls/tls_client.hpp"
 
 #include <arpa/inet.h>
@@ -197,6 +198,16 @@ public:
 private:
     static constexpr std::size_t max_queued = 256 * 1024;
 
+    // Where the input stands.
+    enum class Input {
+        open,     // may have a message now: taken while there is room
+        waiting,  // has none yet: its fd must become readable first
+        ended,    // has no more
+    };
+    // Whether the server still talks: closed once TLS reports its
+    // close_notify or the end of the stream; what is left is still read.
+    enum class Peer { open, closed };
+
     bool may_take() const;
     void pull();
     bool flush();     // false: failed (ending_ filled)
@@ -215,17 +226,14 @@ private:
     bool retrying_;  // ERROR 6: stop sending, then end the connection to send it again
 
     Ending ending_;
-    std::vector<std::uint8_t> writing_;  // frozen while a write is pending
-    std::size_t written_ = 0;
-    std::vector<std::uint8_t> queued_;   // sealed, not yet handed to TLS
+    Input input_ = Input::open;
+    Peer peer_ = Peer::open;
+    bool tls_wants_write_ = false;  // TLS's own want, apart from ours: wait for POLLOUT
+    tls::Output out_;               // sealed, not yet taken by TLS
     std::vector<std::uint8_t> msg_;
     std::vector<std::uint8_t> rbuf_;
     std::vector<ClientSession::Event> events_;
-    bool source_ended_ = false;
-    bool source_waiting_ = false;
-    bool want_pollout_ = false;
-    bool closed_ = false;
-    std::uint64_t not_recorded_ = 0;   // retrying: ERROR 6 on this connection
+    std::uint64_t not_recorded_ = 0;   // retrying: ERROR 6 on this connection; while > 0, nothing new is sent
     std::uint64_t first_not_recorded_ = 0;
     std::string not_recorded_reason_;
     Clock::time_point last_progress_ = Clock::now();
@@ -244,71 +252,59 @@ void Runner::fail(Failure f, std::string text) {
 
 // Acknowledged, every one: nothing left to send, to resend or to hear about.
 bool Runner::everything_answered() const {
-    return source_ended_ && carry_.empty() && not_recorded_ == 0 && session_.in_flight() == 0 &&
-           writing_.empty() && queued_.empty();
+    return input_ == Input::ended && carry_.empty() && not_recorded_ == 0 &&
+           session_.in_flight() == 0 && out_.empty();
 }
 
 // Room for another message: in the window, in the queue, and no ERROR 6
 // to send again first.
 bool Runner::may_take() const {
-    return session_.can_send() && queued_.size() < max_queued && not_recorded_ == 0;
+    return session_.can_send() && out_.size() < max_queued && not_recorded_ == 0;
 }
 
 void Runner::pull() {
-    source_waiting_ = false;
+    if (input_ == Input::waiting) input_ = Input::open;  // asked again: poll said readable, or room came
     while (may_take()) {
         if (session_.in_flight() == 0) last_progress_ = Clock::now();
         if (!carry_.empty()) {
-            session_.send(carry_.front().message, queued_, carry_.front().number);
+            session_.send(carry_.front().message, out_.queue(), carry_.front().number);
             carry_.pop_front();
             ++report_.resent;
             continue;
         }
-        if (source_ended_) return;
+        if (input_ == Input::ended) return;
         const auto r = source_.next(msg_);
         if (r == MessageSource::Next::end) {
-            source_ended_ = true;
+            input_ = Input::ended;
         } else if (r == MessageSource::Next::wait) {
-            source_waiting_ = true;
+            input_ = Input::waiting;
             return;
         } else {
-            session_.send(msg_, queued_, report_.sent);
+            session_.send(msg_, out_.queue(), report_.sent);
             ++report_.sent;
         }
     }
 }
 
 bool Runner::flush() {
-    want_pollout_ = false;
-    for (;;) {
-        if (writing_.empty()) {
-            if (queued_.empty()) return true;
-            std::swap(writing_, queued_);
-            written_ = 0;
-        }
-        const auto r = conn_.session().write(std::span(writing_).subspan(written_));
-        switch (r.status) {
-        case tls::Io::done:
-            written_ += r.bytes;
-            if (written_ >= writing_.size()) {
-                writing_.clear();
-                written_ = 0;
-            }
-            continue;
-        case tls::Io::want_write:
-            want_pollout_ = true;
-            return true;
-        case tls::Io::want_read:  // TLS needs the peer first; reading comes next anyway
-            return true;
-        case tls::Io::closed:
-            closed_ = true;
-            return true;  // drain() reports it after reading what is left
-        case tls::Io::failed:
-            fail(Failure::temporary, "connection to " + conn_.peer() + " lost while sending (" +
-                                         conn_.session().error_text() + ")");
-            return false;
-        }
+    tls_wants_write_ = false;
+    switch (out_.flush(conn_.session()).status) {
+    case tls::Io::done:
+        return true;
+    case tls::Io::want_write:
+        tls_wants_write_ = true;
+        return true;
+    case tls::Io::want_read:  // TLS needs the peer first; reading comes next anyway
+        return true;
+    case tls::Io::closed:
+        peer_ = Peer::closed;
+        return true;  // drain() reports it after reading what is left
+    case tls::Io::failed:
+        break;
     }
+    fail(Failure::temporary, "connection to " + conn_.peer() + " lost while sending (" +
+                                 conn_.session().error_text() + ")");
+    return false;
 }
 
 bool Runner::handle(const ClientSession::Event& e) {
@@ -363,13 +359,13 @@ bool Runner::drain() {
                 if (!handle(e)) return false;
             continue;
         case tls::Io::want_read:
-            if (closed_) break;
+            if (peer_ == Peer::closed) break;
             return true;
         case tls::Io::want_write:
-            want_pollout_ = true;
+            tls_wants_write_ = true;
             return true;
         case tls::Io::closed:
-            closed_ = true;
+            peer_ = Peer::closed;
             break;
         case tls::Io::failed:
             fail(Failure::temporary,
@@ -400,12 +396,13 @@ Ending Runner::run() {
             return ending_;
         }
         // ACKs just made room: take more input before sleeping.
-        if (!source_waiting_ && may_take() && (!source_ended_ || !carry_.empty())) continue;
+        if (input_ != Input::waiting && may_take() && (input_ == Input::open || !carry_.empty()))
+            continue;
 
         pollfd fds[2] = {{conn_.fd(), POLLIN, 0}, {-1, POLLIN, 0}};
-        if (want_pollout_) fds[0].events |= POLLOUT;
+        if (tls_wants_write_) fds[0].events |= POLLOUT;
         // Backpressure: the input is read only while the window has room.
-        if (source_waiting_ && may_take()) fds[1].fd = source_.fd();
+        if (input_ == Input::waiting && may_take()) fds[1].fd = source_.fd();
         int timeout = -1;
         if (session_.in_flight() > 0) {
             const auto deadline = last_progress_ + ack_timeout_;

@@ -5,9 +5,9 @@
 // asked to.  Failures are classified for the exit status of secmsg(1).
 #pragma once
 
-#include "proto/client_session.hpp"
 #include "io/fd.hpp"
 #include "message_source.hpp"
+#include "proto/client_session.hpp"
 #include "tls/tls.hpp"
 
 #include <chrono>

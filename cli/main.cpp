@@ -4,15 +4,15 @@
 // (client_session.hpp, tls_client.hpp).
 #include "config.hpp"
 
-#include "tls/build_info.hpp"
 #include "client.hpp"
 #include "keys/credentials.hpp"
-#include "proto/escape.hpp"
-#include "message_source.hpp"
 #include "keys/pin.hpp"
 #include "keys/psk.hpp"
+#include "message_source.hpp"
+#include "proto/escape.hpp"
 #include "proto/seal.hpp"
 #include "secmsg_config.h"
+#include "tls/build_info.hpp"
 #include "tls/tls_client.hpp"
 
 #include <CLI/CLI.hpp>

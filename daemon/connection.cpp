@@ -1,9 +1,9 @@
 // The per-connection state machine (see connection.hpp).
 #include "connection.hpp"
 
+#include "io/proxy_header.hpp"
 #include "log.hpp"
 #include "proto/payload.hpp"
-#include "io/proxy_header.hpp"
 
 #include <sodium.h>
 
@@ -289,7 +289,7 @@ void Connection::answer_recorded(std::uint64_t seq, const Digest& digest) {
     auto& p = shared_.payload_buf;
     p.clear();
     build_ack(seq, digest, "recorded id=" + record_id_ + "-" + std::to_string(seq), p);
-    channel_.seal(FrameType::ack, p, out_);
+    channel_.seal(FrameType::ack, p, out_.queue());
     ++frames_out_;
 }
 
@@ -303,7 +303,7 @@ void Connection::answer_not_recorded(std::uint64_t seq, const std::string& why) 
     p.clear();
     build_error(static_cast<std::uint16_t>(ProtoError::not_recorded), seq,
                 "message not recorded (" + why + "); it may be resent", p);
-    channel_.seal(FrameType::error, p, out_);
+    channel_.seal(FrameType::error, p, out_.queue());
     ++frames_out_;
 }
 
@@ -343,7 +343,7 @@ void Connection::queue_error(ProtoError e, std::uint64_t ref_seq, std::string_vi
     auto& p = shared_.payload_buf;
     p.clear();
     build_error(static_cast<std::uint16_t>(e), ref_seq, reason, p);
-    channel_.seal(FrameType::error, p, out_);
+    channel_.seal(FrameType::error, p, out_.queue());
     ++frames_out_;
 }
 
@@ -352,44 +352,27 @@ void Connection::queue_error(ProtoError e, std::uint64_t ref_seq, std::string_vi
 // the bound (through the revisit list: no new edge will come for input
 // that already waits).
 bool Connection::flush() {
-    if (wbuf_.empty() && tls_->output_blocked()) {
-        // TLS's own output leaves before anything of ours.
-        switch (tls_->flush()) {
-        case tls::Io::done: break;
-        case tls::Io::want_write:
-        case tls::Io::want_read: return true;  // EPOLLOUT continues
-        case tls::Io::closed: close_now(CloseReason::client_closed); return false;
-        case tls::Io::failed:
-            warn("TLS write failed: " + tls_->error_text());
-            close_now(CloseReason::write_failed);
-            return false;
-        }
+    const auto r = out_.flush(*tls_);
+    if (r.bytes > 0) {
+        bytes_out_ += r.bytes;
+        last_activity_ = Clock::now();
     }
-    for (;;) {
-        if (wbuf_.empty()) {
-            if (out_.empty()) break;
-            wbuf_.swap(out_);
-        }
-        auto r = tls_->write(wbuf_);
-        if (r.status == tls::Io::done) {
-            bytes_out_ += wbuf_.size();
-            last_activity_ = Clock::now();
-            wbuf_.clear();
-            if (wbuf_.capacity() > (256u << 10)) wbuf_.shrink_to_fit();
-            continue;
-        }
-        if (r.status == tls::Io::want_write || r.status == tls::Io::want_read) break;
-        if (r.status == tls::Io::closed) {
-            close_now(CloseReason::client_closed);
-        } else {
-            warn("TLS write failed: " + tls_->error_text());
-            close_now(CloseReason::write_failed);
-        }
+    switch (r.status) {
+    case tls::Io::done:
+    case tls::Io::want_write:  // EPOLLOUT continues
+    case tls::Io::want_read:
+        break;
+    case tls::Io::closed:
+        close_now(CloseReason::client_closed);
+        return false;
+    case tls::Io::failed:
+        warn("TLS write failed: " + tls_->error_text());
+        close_now(CloseReason::write_failed);
         return false;
     }
     if (input_paused_ && pending_output() < shared_.limits.max_output / 2) {
         input_paused_ = false;
-        if (out_.capacity() > (256u << 10)) out_.shrink_to_fit();
+        out_.trim();
         shared_.reactor.revisit(this);
     }
     return true;

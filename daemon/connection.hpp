@@ -24,10 +24,11 @@
 
 #include "failure_log.hpp"
 #include "io/fd.hpp"
-#include "proto/frame_reader.hpp"
 #include "io/reactor.hpp"
-#include "recorder.hpp"
+#include "proto/frame_reader.hpp"
 #include "proto/seal.hpp"
+#include "recorder.hpp"
+#include "tls/output.hpp"
 #include "tls/tls.hpp"
 
 #include <array>
@@ -180,7 +181,7 @@ private:
     // Everything waiting to leave: sealed frames, the write TLS holds, and
     // TLS's own output (KeyUpdate answers) that the peer has not read.
     std::size_t pending_output() const {
-        return out_.size() + wbuf_.size() + (tls_ ? tls_->pending_output() : 0);
+        return tls_ ? out_.pending(*tls_) : out_.size();
     }
 
     Shared& shared_;
@@ -193,8 +194,7 @@ private:
     std::optional<tls::Session> tls_;
     Channel channel_;
     FrameReader reader_;
-    std::vector<std::uint8_t> out_;   // sealed frames not yet given to TLS
-    std::vector<std::uint8_t> wbuf_;  // given to TLS, retried as-is after want-write
+    tls::Output out_;  // sealed frames not yet taken by TLS
     // What the connection waits for from the recorder, if anything.
     enum class RecordWait { none, room, outcome };
     RecordWait record_wait_ = RecordWait::none;

@@ -1,17 +1,17 @@
 // secmsgd: options (command line and configuration file), credentials,
 // listeners, and the wiring of the server to the loop, signals and systemd.
-#include "tls/build_info.hpp"
 #include "io/cidr.hpp"
-#include "keys/credentials.hpp"
-#include "log.hpp"
 #include "io/net.hpp"
-#include "notify.hpp"
-#include "keys/psk.hpp"
 #include "io/reactor.hpp"
+#include "keys/credentials.hpp"
+#include "keys/psk.hpp"
+#include "log.hpp"
+#include "notify.hpp"
 #include "recorder.hpp"
 #include "secmsg_config.h"
 #include "server.hpp"
 #include "stderr_stream.hpp"
+#include "tls/build_info.hpp"
 #include "tls/tls.hpp"
 
 #include <CLI/CLI.hpp>

@@ -12,9 +12,9 @@
 // socket, or the last byte of its line written to stderr.
 #pragma once
 
+#include "io/reactor.hpp"
 #include "proto/escape.hpp"
 #include "proto/payload.hpp"
-#include "io/reactor.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -1,8 +1,8 @@
 // The server (see server.hpp).
 #include "server.hpp"
 
-#include "log.hpp"
 #include "io/net.hpp"
+#include "log.hpp"
 
 #include <cerrno>
 #include <cstring>

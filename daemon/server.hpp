@@ -2,13 +2,13 @@
 // max connections), the set of connections, reload and shutdown.
 #pragma once
 
-#include "io/cidr.hpp"
 #include "connection.hpp"
+#include "io/cidr.hpp"
 #include "io/fd.hpp"
-#include "proxy_intake.hpp"
 #include "io/reactor.hpp"
-#include "recorder.hpp"
 #include "proto/seal.hpp"
+#include "proxy_intake.hpp"
+#include "recorder.hpp"
 #include "tls/tls.hpp"
 
 #include <chrono>

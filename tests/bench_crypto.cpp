@@ -31,11 +31,11 @@
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
-#include "tls/build_info.hpp"
 #include "keys/credentials.hpp"
 #include "proto/payload.hpp"
 #include "proto/protocol.hpp"
 #include "proto/seal.hpp"
+#include "tls/build_info.hpp"
 #include "tls/tls.hpp"
 
 #include <sys/socket.h>

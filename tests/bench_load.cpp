@@ -20,10 +20,10 @@
 // Output on stdout, one line each: "begin" when the measured period starts,
 // "idle N" (idle mode), and at the end "result {json}".
 #include "io/fd.hpp"
+#include "keys/psk.hpp"
 #include "proto/frame_reader.hpp"
 #include "proto/payload.hpp"
 #include "proto/protocol.hpp"
-#include "keys/psk.hpp"
 #include "proto/seal.hpp"
 #include "tls/tls.hpp"
 

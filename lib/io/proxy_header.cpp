@@ -1,8 +1,8 @@
 // The PROXY protocol version 2 header parser (see proxy_header.hpp).
 #include "io/proxy_header.hpp"
 
-#include "proto/bytes.hpp"
 #include "io/net.hpp"
+#include "proto/bytes.hpp"
 
 #include <algorithm>
 #include <cstring>

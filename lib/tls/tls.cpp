@@ -2,10 +2,10 @@
 // contexts live in tls_client.cpp.
 #include "tls/tls.hpp"
 
-#include "tls/build_info.hpp"
 #include "keys/files.hpp"
 #include "proto/protocol.hpp"
 #include "proto/secret.hpp"
+#include "tls/build_info.hpp"
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>

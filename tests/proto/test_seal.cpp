@@ -1,9 +1,9 @@
 // Sealing and opening, checked against vectors from python3-cryptography
 // (tests/gen_vectors.py -> tests/vectors.txt) and through every rejection path.
+#include "proto/bytes.hpp"
 #include "proto/payload.hpp"
 #include "proto/seal.hpp"
 #include "test_util.hpp"
-#include "proto/bytes.hpp"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/hmac.h>

@@ -5,8 +5,8 @@
 // python3-cryptography, an implementation outside this codebase, which also
 // computes the expected pins.
 #include "keys/client_identity.hpp"
-#include "tls/tls.hpp"
 #include "test_util.hpp"
+#include "tls/tls.hpp"
 #include "tls/tls_client.hpp"
 
 #include <doctest/doctest.h>

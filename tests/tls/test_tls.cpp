@@ -3,9 +3,9 @@
 // python3-cryptography (an implementation outside this codebase).
 #include "tls/tls.hpp"
 
-#include "tls/build_info.hpp"
 #include "openssl_peer.hpp"
 #include "test_util.hpp"
+#include "tls/build_info.hpp"
 
 #include <doctest/doctest.h>
 #include <wolfssl/options.h>
