@@ -239,6 +239,56 @@ std::string status_text(const Server& server) {
            record_figures(server.record_stats());
 }
 
+// Listens on the sockets systemd passed (socket activation), or else on
+// each endpoint; returns where, for the start line.
+std::string add_listeners(Server& server, const Options& o, const std::vector<net::Endpoint>& eps) {
+    std::string where;
+    auto activated = activated_sockets();
+    if (!activated.empty()) {
+        for (auto& fd : activated) {
+            where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
+            server.add_listener(std::move(fd));
+        }
+        return where + " (socket activation)";
+    }
+    for (const auto& ep : eps) {
+        Fd fd = net::listen_tcp(ep, {.reuse_port = o.reuse_port});
+        where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
+        server.add_listener(std::move(fd));
+    }
+    return where;
+}
+
+// SIGHUP: the credentials and client options read again, for new
+// connections; on any error the previous ones stay.
+void reload(Server& server, Notifier& notifier, Options& o) {
+    notifier.reloading();
+    try {
+        Options next = o;
+        reread_client_options(next);
+        auto fresh = load_credentials(next);
+        const auto keys = key_list(*fresh.keys);
+        server.set_credentials(std::move(fresh));
+        o = std::move(next);
+        log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " +
+                    o.psk_file + " " + keys + client_summary(o) + " for new connections");
+    } catch (const std::exception& e) {
+        log::error(std::string("reload failed, keeping the previous credentials: ") + e.what());
+    }
+    notifier.ready();
+}
+
+// SIGTERM, SIGINT: no new connections; the open ones finish within `bound`,
+// then the loop stops.
+void shut_down(Server& server, Notifier& notifier, Reactor& reactor, int sig,
+               std::chrono::milliseconds bound) {
+    log::notice(std::string("shutting down on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+                ": " + std::to_string(server.connections()) + " connections to finish within " +
+                std::to_string(bound.count()) + " ms");
+    notifier.stopping();
+    server.begin_shutdown(bound, [&reactor] { reactor.stop(); });
+}
+
 int run(Options& o) {
     Limits limits;
     limits.handshake_timeout = seconds_opt(o.handshake_timeout, "--handshake-timeout");
@@ -287,50 +337,17 @@ int run(Options& o) {
     const std::string proxy_note = describe_proxy_sources(proxy_from);
     server.set_proxy_sources(std::move(proxy_from));
 
-    std::string where;
-    auto activated = activated_sockets();
-    if (!activated.empty()) {
-        for (auto& fd : activated) {
-            where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
-            server.add_listener(std::move(fd));
-        }
-        where += " (socket activation)";
-    } else {
-        for (const auto& ep : eps) {
-            Fd fd = net::listen_tcp(ep, {.reuse_port = o.reuse_port});
-            where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
-            server.add_listener(std::move(fd));
-        }
-    }
+    const std::string where = add_listeners(server, o, eps);
 
     Notifier notifier(reactor, [&server] { return status_text(server); });
     server.on_change = [&notifier] { notifier.changed(); };
 
     SignalWatcher signals(reactor, {SIGTERM, SIGINT, SIGHUP}, [&](int sig) {
-        if (sig == SIGHUP) {
-            if (server.shutting_down()) return;
-            notifier.reloading();
-            try {
-                Options next = o;
-                reread_client_options(next);
-                auto fresh = load_credentials(next);
-                const auto keys = key_list(*fresh.keys);
-                server.set_credentials(std::move(fresh));
-                o = std::move(next);
-                log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " +
-                            o.psk_file + " " + keys + client_summary(o) + " for new connections");
-            } catch (const std::exception& e) {
-                log::error(std::string("reload failed, keeping the previous credentials: ") + e.what());
-            }
-            notifier.ready();
-            return;
-        }
         if (server.shutting_down()) return;
-        log::notice(std::string("shutting down on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
-                    ": " + std::to_string(server.connections()) + " connections to finish within " +
-                    std::to_string(shutdown_bound.count()) + " ms");
-        notifier.stopping();
-        server.begin_shutdown(shutdown_bound, [&reactor] { reactor.stop(); });
+        if (sig == SIGHUP)
+            reload(server, notifier, o);
+        else
+            shut_down(server, notifier, reactor, sig, shutdown_bound);
     });
 
     log::notice(std::string("secmsgd ") + SECMSG_VERSION + " listening on " + where + "; TLS " +
