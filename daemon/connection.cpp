@@ -41,8 +41,7 @@ Connection::Connection(Shared& shared, Fd fd, tls::Session session, std::string 
       peer_(std::move(peer)),
       id_(id),
       tls_(std::move(session)),
-      channel_(std::move(keys), Role::server, shared.limits.max_payload),
-      reader_(shared.limits.max_payload),
+      session_(std::move(keys), shared.limits.max_payload, shared.scratch),
       timer_(shared.reactor, [this] { on_timer(); }),
       started_(Clock::now()),
       last_activity_(started_) {
@@ -91,7 +90,7 @@ void Connection::step() {
         }
         if (state_ == State::draining && read_drained_ && !input_stopped()) {
             // Everything the client had sent is answered: say goodbye.
-            queue_error(ProtoError::shutting_down, no_seq, describe(ProtoError::shutting_down));
+            session_.shutting_down(out_.queue());
             enter_closing(CloseReason::server_shutdown);
         }
     }
@@ -144,7 +143,7 @@ void Connection::do_handshake() {
 // here and of raw bytes and records in the TLS session (revisit).
 void Connection::read_input() {
     // Frames kept from an earlier pass first.
-    reader_.feed({});
+    session_.feed({});
     read_drained_ = false;  // only a want-read in this call says the input is all in
     if (!process_frames()) return;
     for (int budget = shared_.limits.reads_per_pass; !input_stopped(); --budget) {
@@ -158,7 +157,7 @@ void Connection::read_input() {
         case tls::Io::done:
             bytes_in_ += r.bytes;
             last_activity_ = Clock::now();
-            reader_.feed(std::span<const std::uint8_t>(shared_.rbuf).first(r.bytes));
+            session_.feed(std::span<const std::uint8_t>(shared_.rbuf).first(r.bytes));
             if (!process_frames()) return;
             continue;
         case tls::Io::want_read:
@@ -167,7 +166,7 @@ void Connection::read_input() {
                 return;
             }
             read_drained_ = true;
-            reader_.shrink();  // drop a large idle buffer (a partial frame stays)
+            session_.shrink();  // drop a large idle buffer (a partial frame stays)
             account_partial();
             return;
         case tls::Io::want_write:
@@ -176,11 +175,11 @@ void Connection::read_input() {
             return;
         case tls::Io::closed:
             // The client is done sending: answer what came, then close.
-            enter_closing(reader_.has_buffered() ? CloseReason::client_gone_mid_frame
+            enter_closing(session_.has_buffered() ? CloseReason::client_gone_mid_frame
                                                  : CloseReason::client_closed);
             return;
         case tls::Io::failed:
-            if (reader_.has_buffered()) {
+            if (session_.has_buffered()) {
                 close_now(CloseReason::client_gone_mid_frame);
             } else {
                 warn("TLS read failed: " + tls_->error_text());
@@ -191,38 +190,43 @@ void Connection::read_input() {
     }
 }
 
-// Handles whole frames until the reader needs more.  False when it stopped
-// early (waiting for the recorder, output bound, frame budget, fatal
-// error); any input not consumed yet is then kept by the reader.
+// Handles whole messages until the session needs more input.  False when
+// it stopped early (waiting for the recorder, output bound, frame budget,
+// a wrong frame); any input not used yet is then kept by the session.
 bool Connection::process_frames() {
     for (int budget = shared_.limits.frames_per_pass;; --budget) {
         if (record_wait_ != RecordWait::none) {
-            reader_.retain();
+            session_.retain();
             return false;
         }
-        if (reader_.has_buffered() && !shared_.recorder.has_room(*this)) {
+        if (session_.has_buffered() && !shared_.recorder.has_room(*this)) {
             // The recorder calls record_room() when it has room again.
             record_wait_ = RecordWait::room;
             if (record_since_ == Clock::time_point{}) record_since_ = Clock::now();
-            reader_.retain();
+            session_.retain();
             return false;
         }
         if (pending_output() >= shared_.limits.max_output) {
-            reader_.retain();
+            session_.retain();
             input_paused_ = true;
             return false;
         }
         if (budget == 0) {
-            reader_.retain();
+            session_.retain();
             shared_.reactor.revisit(this);
             return false;
         }
-        auto next = reader_.next();
+        const auto next = session_.next(out_.queue());
         switch (next.kind) {
-        case FrameReader::Next::Kind::need_more: return true;
-        case FrameReader::Next::Kind::error: fatal(next.error, no_seq); return false;
-        case FrameReader::Next::Kind::frame:
-            handle_frame(next.frame);
+        case ServerSession::Next::Kind::need_more: return true;
+        case ServerSession::Next::Kind::failed:
+            // Its ERROR is sealed: send it, then close.
+            warn(std::string(describe(next.error)) + " (ERROR " +
+                 std::to_string(static_cast<int>(next.error)) + "), closing");
+            enter_closing(CloseReason::protocol_error);
+            return false;
+        case ServerSession::Next::Kind::message:
+            handle_message(next);
             if (state_ != State::open && state_ != State::draining) return false;
             break;
         }
@@ -250,47 +254,38 @@ bool Connection::check_control_records() {
     return false;
 }
 
-void Connection::handle_frame(std::span<const std::uint8_t> frame) {
-    Opened o = channel_.open(frame, shared_.scratch);
-    if (o.error != ProtoError::ok) {
-        fatal(o.error, o.error == ProtoError::auth ? no_seq : o.seq);
-        return;
-    }
-    ++frames_in_;
-    const Digest digest = sha256(o.plaintext);
-    const std::string id = record_id_ + "-" + std::to_string(o.seq);
+// Records the message; answers it now, or once the recorder says.
+void Connection::handle_message(const ServerSession::Next& m) {
+    const std::string id = record_id_ + "-" + std::to_string(m.seq);
     MessageInfo info;
     info.peer = peer_;
     info.conn = id_;
     info.id = id;
-    info.seq = o.seq;
-    info.payload = o.plaintext;
-    info.sha256 = &digest;
+    info.seq = m.seq;
+    info.payload = m.message;
+    info.sha256 = &m.digest;
     info.via = identity_.via;
     info.client = identity_.client;
     info.client_pin = identity_.client_pin;
-    info.key = channel_.key_fingerprint();
+    info.key = session_.key_fingerprint();
     const auto since = record_since_ == Clock::time_point{} ? Clock::now() : record_since_;
     record_since_ = {};
     auto r = shared_.recorder.record(info, *this, since);
     switch (r.status) {
-    case RecordResult::Status::recorded: answer_recorded(o.seq, digest); return;
-    case RecordResult::Status::not_recorded: answer_not_recorded(o.seq, r.reason); return;
+    case RecordResult::Status::recorded: answer_recorded(m.seq, m.digest); return;
+    case RecordResult::Status::not_recorded: answer_not_recorded(m.seq, r.reason); return;
     case RecordResult::Status::queued:
         // Input stays paused until record_done(): answers keep the MSG order.
         record_wait_ = RecordWait::outcome;
-        queued_seq_ = o.seq;
-        queued_digest_ = digest;
+        queued_seq_ = m.seq;
+        queued_digest_ = m.digest;
         return;
     }
 }
 
 void Connection::answer_recorded(std::uint64_t seq, const Digest& digest) {
-    auto& p = shared_.payload_buf;
-    p.clear();
-    build_ack(seq, digest, "recorded id=" + record_id_ + "-" + std::to_string(seq), p);
-    channel_.seal(FrameType::ack, p, out_.queue());
-    ++frames_out_;
+    session_.acknowledge(seq, digest, "recorded id=" + record_id_ + "-" + std::to_string(seq),
+                         out_.queue());
 }
 
 void Connection::answer_not_recorded(std::uint64_t seq, const std::string& why) {
@@ -299,12 +294,7 @@ void Connection::answer_not_recorded(std::uint64_t seq, const std::string& why) 
         record_error_logged_ = true;
     }
     ++not_recorded_;
-    auto& p = shared_.payload_buf;
-    p.clear();
-    build_error(static_cast<std::uint16_t>(ProtoError::not_recorded), seq,
-                "message not recorded (" + why + "); it may be resent", p);
-    channel_.seal(FrameType::error, p, out_.queue());
-    ++frames_out_;
+    session_.not_recorded(seq, "message not recorded (" + why + "); it may be resent", out_.queue());
 }
 
 void Connection::record_done(const std::string& reason) {
@@ -331,20 +321,6 @@ void Connection::warn(const std::string& what) {
         log::warning(who() + ": " + what);
     else
         failure_ = what;
-}
-
-void Connection::fatal(ProtoError e, std::uint64_t ref_seq) {
-    warn(std::string(describe(e)) + " (ERROR " + std::to_string(static_cast<int>(e)) + "), closing");
-    queue_error(e, ref_seq, describe(e));
-    enter_closing(CloseReason::protocol_error);
-}
-
-void Connection::queue_error(ProtoError e, std::uint64_t ref_seq, std::string_view reason) {
-    auto& p = shared_.payload_buf;
-    p.clear();
-    build_error(static_cast<std::uint16_t>(e), ref_seq, reason, p);
-    channel_.seal(FrameType::error, p, out_.queue());
-    ++frames_out_;
 }
 
 // Writes until everything is out or TLS wants to wait.  False when the
@@ -419,13 +395,13 @@ void Connection::do_lingering() {
 // frame deadline to when its partial frame began.
 void Connection::account_partial() {
     if (state_ == State::closed) return;
-    const auto now_held = reader_.capacity();
+    const auto now_held = session_.input_capacity();
     shared_.partial_bytes += now_held;
     shared_.partial_bytes -= partial_counted_;
     partial_counted_ = now_held;
     if (shared_.partial_bytes > shared_.limits.max_partial_input && shared_.over_budget)
         shared_.over_budget();
-    if (!reader_.mid_frame()) {
+    if (!session_.mid_frame()) {
         frame_started_ = {};
     } else if (frame_started_ == Clock::time_point{}) {
         frame_started_ = Clock::now();
@@ -505,8 +481,8 @@ void Connection::close_now(CloseReason why) {
                   static_cast<long long>(ms % 1000));
     std::string line =
         who() + " closed: tls " + (tls_version_.empty() ? "-" : tls_version_ + " " + tls_cipher_) +
-        ", in " + std::to_string(frames_in_) + " frames " + std::to_string(bytes_in_) +
-        " bytes, out " + std::to_string(frames_out_) + " frames " + std::to_string(bytes_out_) +
+        ", in " + std::to_string(session_.frames_in()) + " frames " + std::to_string(bytes_in_) +
+        " bytes, out " + std::to_string(session_.frames_out()) + " frames " + std::to_string(bytes_out_) +
         " bytes, " + (not_recorded_ ? std::to_string(not_recorded_) + " not recorded, " : "") +
         "duration " + dur + ", reason " + describe(reason_) +
         (identity_.client.empty() ? "" : ", client=" + identity_.client);

@@ -1,8 +1,10 @@
-// One client connection: a state machine with one entry point
-// (on_events), driven by the reactor.  TLS's own wants are kept apart from
-// the application's: the connection always drains what it can (write
-// until want-write, read until want-read) and remembers, through the
-// reactor's revisit list, when it stopped early on purpose.
+// One client connection: I/O, timers and lifecycle around a ServerSession
+// (lib/proto/server_session.hpp: frames in, messages out, answers sealed),
+// as a state machine with one entry point (on_events), driven by the
+// reactor.  TLS's own wants are kept apart from the application's: the
+// connection always drains what it can (write until want-write, read
+// until want-read) and remembers, through the reactor's revisit list, when
+// it stopped early on purpose.
 //
 //   handshaking -> open -> draining (SIGTERM) -> closing -> lingering -> closed
 //                     \____________________________/^
@@ -25,8 +27,7 @@
 #include "failure_log.hpp"
 #include "io/fd.hpp"
 #include "io/reactor.hpp"
-#include "proto/frame_reader.hpp"
-#include "proto/seal.hpp"
+#include "proto/server_session.hpp"
 #include "recorder.hpp"
 #include "tls/output.hpp"
 #include "tls/tls.hpp"
@@ -94,8 +95,7 @@ struct Shared {
     Recorder& recorder;
     Limits limits;
     std::vector<std::uint8_t> rbuf = std::vector<std::uint8_t>(16384 + 512);
-    std::vector<std::uint8_t> scratch;
-    std::vector<std::uint8_t> payload_buf;
+    ServerScratch scratch;
     FailureLog* failures = nullptr;  // lines about unauthenticated connections
     // Memory held by all frame readers (partial frames); over the budget,
     // over_budget() runs (once per pass: the server sheds the largest).
@@ -160,14 +160,12 @@ private:
     void do_handshake();
     void read_input();
     bool process_frames();
-    void handle_frame(std::span<const std::uint8_t> frame);
+    void handle_message(const ServerSession::Next& m);
     void answer_recorded(std::uint64_t seq, const Digest& digest);
     void answer_not_recorded(std::uint64_t seq, const std::string& why);
     bool input_stopped() const { return input_paused_ || record_wait_ != RecordWait::none; }
-    void fatal(ProtoError e, std::uint64_t ref_seq);
     void warn(const std::string& what);
-    bool authenticated() const { return frames_in_ > 0; }
-    void queue_error(ProtoError e, std::uint64_t ref_seq, std::string_view reason);
+    bool authenticated() const { return session_.authenticated(); }
     bool flush();
     void do_closing();
     void do_lingering();
@@ -192,8 +190,7 @@ private:
     State state_ = State::handshaking;
     CloseReason reason_ = CloseReason::none;
     std::optional<tls::Session> tls_;
-    Channel channel_;
-    FrameReader reader_;
+    ServerSession session_;
     tls::Output out_;  // sealed frames not yet taken by TLS
     // What the connection waits for from the recorder, if anything.
     enum class RecordWait { none, room, outcome };
@@ -215,7 +212,7 @@ private:
     std::uint64_t control_base_ = 0;     // records_without_data when it started
     std::string tls_version_;
     std::string tls_cipher_;
-    std::uint64_t frames_in_ = 0, bytes_in_ = 0, frames_out_ = 0, bytes_out_ = 0;
+    std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
     std::uint64_t not_recorded_ = 0;
 };
 

@@ -59,6 +59,16 @@ const std::shared_ptr<const KeyRing>& ring() {
     return r;
 }
 
+const std::shared_ptr<const KeyRing>& one_key_ring() {
+    static const auto r = [] {
+        std::vector<SecretBytes> psks;
+        psks.emplace_back(fixed_psk.size());
+        std::copy(fixed_psk.begin(), fixed_psk.end(), psks[0].data());
+        return std::make_shared<const KeyRing>(psks);
+    }();
+    return r;
+}
+
 std::uint8_t Input::byte() {
     if (in_.empty()) return 0;
     const std::uint8_t b = in_[0];
