@@ -327,7 +327,8 @@ bool Runner::handle(const ClientSession::Event& e) {
     case Kind::not_recorded:
         return true;
     case Kind::protocol_error:
-        fail(Failure::protocol, "protocol error from " + conn_.peer() + ": " + e.text);
+        fail(Failure::protocol, "protocol error from " + conn_.peer() + ": " + e.text +
+                                    (e.local == ProtoError::auth ? " (check --psk-file)" : ""));
         return false;
     case Kind::server_error:
         break;

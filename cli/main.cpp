@@ -164,11 +164,32 @@ std::shared_ptr<const secmsg::FrameKeys> sealing_keys(const Options& o) {
     }
 }
 
+// What the library found wrong with a TLS setting, and the secmsg option
+// that sets it (with how to fix it).
+std::string with_option(const secmsg::tls::TlsError& e) {
+    using secmsg::tls::Setting;
+    const std::string what = e.what();
+    switch (e.about()) {
+    case Setting::certificate: return what + " (--cert)";
+    case Setting::private_key: return what + " (--key)";
+    case Setting::certificate_pair:  // said in secmsg's own terms
+        return "--cert and --key go together: give both (secmsg --init-identity DIR makes a pair)";
+    case Setting::pin: return "--pin " + what + " (secmsgd --init-credentials prints it)";
+    case Setting::ca_file: return what + " (--ca-file)";
+    case Setting::trust_store: return what + " (install ca-certificates, or use --ca-file or --pin)";
+    case Setting::none:
+    case Setting::client_ca:
+    case Setting::allowed_client:
+    case Setting::tls_version: break;
+    }
+    return what;
+}
+
 std::shared_ptr<secmsg::tls::Context> client_context(const secmsg::tls::ClientOptions& trust) {
     try {
         return secmsg::tls::make_client_context(trust);
     } catch (const secmsg::tls::TlsError& e) {
-        stop(e.what(), no_input);
+        stop(with_option(e), no_input);
     }
 }
 
@@ -373,8 +394,10 @@ void add_options(CLI::App& app, Options& o, OptionTexts& texts) {
 // and prints them with the pin; nothing is sent.
 int init_identity(const Options& o) {
     try {
-        std::cout << secmsg::format_report(secmsg::init_client_identity(
-            o.init_identity, secmsg::parse_key_type(o.key_type)));
+        const auto r = secmsg::init_client_identity(o.init_identity, secmsg::parse_key_type(o.key_type));
+        std::cout << secmsg::format_report(r)
+                  << "use it with: secmsg --cert " << r.cert_file << " --key " << r.key_file << "\n"
+                  << "allow it on the server with: --allow-client " << r.pin << "\n";
         return ok;
     } catch (const std::exception& e) {
         stop(e.what(), no_input);

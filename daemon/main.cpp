@@ -239,6 +239,28 @@ std::string status_text(const Server& server) {
            record_figures(server.record_stats());
 }
 
+// An error for people: what failed, and for a TLS setting, the secmsgd
+// option that sets it (and how to fix it).
+std::string explain(const std::exception& e) {
+    const auto* tls_error = dynamic_cast<const tls::TlsError*>(&e);
+    const std::string what = e.what();
+    if (!tls_error) return what;
+    switch (tls_error->about()) {
+    case tls::Setting::certificate: return what + " (--cert)";
+    case tls::Setting::private_key: return what + " (--key)";
+    case tls::Setting::client_ca: return what + " (--client-ca)";
+    case tls::Setting::allowed_client:
+        return what + " (--allow-client; secmsg --init-identity prints a client's pin)";
+    case tls::Setting::tls_version: return what + " (--tls-min-version 1.2)";
+    case tls::Setting::none:
+    case tls::Setting::certificate_pair:
+    case tls::Setting::pin:
+    case tls::Setting::ca_file:
+    case tls::Setting::trust_store: break;
+    }
+    return what;
+}
+
 // Listens on the sockets systemd passed (socket activation), or else on
 // each endpoint; returns where, for the start line.
 std::string add_listeners(Server& server, const Options& o, const std::vector<net::Endpoint>& eps) {
@@ -273,7 +295,7 @@ void reload(Server& server, Notifier& notifier, Options& o) {
         log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " +
                     o.psk_file + " " + keys + client_summary(o) + " for new connections");
     } catch (const std::exception& e) {
-        log::error(std::string("reload failed, keeping the previous credentials: ") + e.what());
+        log::error("reload failed, keeping the previous credentials: " + explain(e));
     }
     notifier.ready();
 }
@@ -455,7 +477,7 @@ int main(int argc, char** argv) {
         log::error(e.what());
         return exit_config;
     } catch (const tls::TlsError& e) {
-        log::error(e.what());
+        log::error(explain(e));
         return exit_config;
     } catch (const KeyFileError& e) {
         log::error(e.what());

@@ -94,30 +94,29 @@ AllowedClient parse_allowed_client(std::string_view text) {
     if (text.starts_with(pin_prefix)) {
         const auto pin = parse_pin(text);
         if (!pin)
-            throw ClientIdentityError("--allow-client " + shown +
-                                      ": not a pin (expected sha256: and the base64 of 32 bytes, "
-                                      "as secmsg --init-identity prints it)");
+            throw ClientIdentityError("allowed client " + shown +
+                                      ": not a pin (expected sha256: and the base64 of 32 bytes)");
         entry.kind = AllowedClient::Kind::pin;
         entry.pin = *pin;
         return entry;
     }
     if (text.empty() || !printable(text))
-        throw ClientIdentityError("--allow-client " + shown +
+        throw ClientIdentityError("allowed client " + shown +
                                   ": a name must be printable ASCII without spaces");
     if (text.find(':') != std::string_view::npos) {
         if (!has_scheme(text))
-            throw ClientIdentityError("--allow-client " + shown +
+            throw ClientIdentityError("allowed client " + shown +
                                       ": a name with ':' is a URI and needs a scheme (as in "
                                       "spiffe://example.org/client)");
         entry.kind = AllowedClient::Kind::uri;
     } else if (const auto at = text.find('@'); at != std::string_view::npos) {
         if (at == 0 || !is_dns_name(text.substr(at + 1)))
-            throw ClientIdentityError("--allow-client " + shown +
+            throw ClientIdentityError("allowed client " + shown +
                                       ": an email address needs a local part and a domain name");
         entry.kind = AllowedClient::Kind::email;
     } else {
         if (!is_dns_name(text))
-            throw ClientIdentityError("--allow-client " + shown +
+            throw ClientIdentityError("allowed client " + shown +
                                       ": not a DNS name (letters, digits, '-' and '.'; no "
                                       "wildcards), nor a pin, URI or email address");
         entry.kind = AllowedClient::Kind::dns;
@@ -152,7 +151,7 @@ ClientVerdict judge_client(const ClientPolicy& policy, std::span<const std::uint
     ClientVerdict v;
     const std::string pin_text = format_pin(pin);
     if (policy.require_ca && !chain_ok) {
-        v.why = "certificate of key " + pin_text + " does not chain to a --client-ca CA (" +
+        v.why = "certificate of key " + pin_text + " does not chain to a client CA (" +
                 escape_payload(chain_error, 120) + ")";
         return v;
     }
@@ -184,7 +183,7 @@ ClientVerdict judge_client(const ClientPolicy& policy, std::span<const std::uint
             v.identity = entry.text;
             return v;
         }
-    v.why = "client key " + pin_text + " (" + describe_names(names) + ") matches no --allow-client";
+    v.why = "client key " + pin_text + " (" + describe_names(names) + ") matches no allowed client";
     return v;
 }
 

@@ -513,12 +513,7 @@ std::string format_report(const CredentialsReport& r)
     if (r.created.empty() && r.renewed_from == 0)
         out += (r.psk_file.empty() ? "identity" : "credentials") + std::string(" already present, nothing created\n");
     out += "certificate: " + r.cert_file + ", valid until " + format_date(r.not_after) + "\n";
-    if (r.psk_file.empty()) {
-        out += "use it with: secmsg --cert " + r.cert_file + " --key " + r.key_file + "\n";
-        out += "allow it on the server with: --allow-client " + r.pin + "\n";
-    } else {
-        out += "pin for clients: " + r.pin + "\n";
-    }
+    if (!r.psk_file.empty()) out += "pin for clients: " + r.pin + "\n";
     return out;
 }
 

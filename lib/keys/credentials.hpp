@@ -69,9 +69,9 @@ CredentialsReport init_client_identity(const std::string& dir, KeyType type = Ke
 std::string pin_of_private_key(const std::string& path, const SecretBytes& pem);
 
 // The report as lines for a person: what was created or renewed (or that
-// nothing was), until when the certificate is valid, and the pin clients
-// use with `secmsg --pin` (for a client identity: the secmsg options that
-// present it, and the --allow-client entry that admits it).
+// nothing was), until when the certificate is valid, and for a server's
+// credentials the pin clients check.  (For a client identity the program
+// adds how to use it and how a server admits it: report.pin.)
 std::string format_report(const CredentialsReport& report);
 
 }  // namespace secmsg

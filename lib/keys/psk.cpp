@@ -55,7 +55,7 @@ SecretBytes decode_line(std::string_view line, const std::string& where) {
 std::vector<SecretBytes> parse_psk_text(std::string_view text, const std::string& what_for) {
     if (text.empty())
         throw format_error(what_for + " is empty: expected one key per line, each the base64 of "
-                           "32 bytes (secmsgd --init-credentials makes one)");
+                           "32 bytes");
     if (text.back() == '\n') text.remove_suffix(1);  // the last line's newline is optional
     const auto lines = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
     if (lines > max_psk_keys)

@@ -86,8 +86,7 @@ void ClientSession::handle_frame(std::span<const std::uint8_t> frame,
         break;
     case ProtoError::auth:
         return fail(o.error,
-                    "a frame from the server failed authentication (is the PSK the "
-                    "server's? check --psk-file)",
+                    "a frame from the server failed authentication: is the PSK the server's?",
                     events);
     case ProtoError::sequence:
         return fail(o.error,

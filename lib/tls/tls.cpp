@@ -171,14 +171,14 @@ void ask_for_client_certificates(Context& ctx, const ServerOptions& o) {
         try {
             policy.allowed.push_back(parse_allowed_client(text));
         } catch (const ClientIdentityError& e) {
-            throw TlsError(e.what());
+            throw TlsError(e.what(), Setting::allowed_client);
         }
         if (!policy.require_ca && policy.allowed.back().kind != AllowedClient::Kind::pin)
-            throw TlsError("--allow-client " + text +
-                           " names a client by a name in its certificate, which only a CA can "
-                           "vouch for (a self-signed certificate may claim any name): give "
-                           "--client-ca, or allow the client's key pin instead (secmsg "
-                           "--init-identity prints it)");
+            throw TlsError("allowed client " + text +
+                               " names a client by a name in its certificate, which only a CA can "
+                               "vouch for (a self-signed certificate may claim any name): give a "
+                               "client CA, or allow the client's key pin instead",
+                           Setting::allowed_client);
     }
     if (!policy.active()) {
         wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_NONE, nullptr);
@@ -188,8 +188,8 @@ void ask_for_client_certificates(Context& ctx, const ServerOptions& o) {
         auto ca = read_secret_file(o.client_ca_file, CredentialKind::certificate);
         if (wolfSSL_CTX_load_verify_buffer(c, ca.data(), static_cast<long>(ca.size()),
                                            WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
-            throw TlsError("client CA file " + o.client_ca_file +
-                           " holds no usable PEM CA certificate (--client-ca)");
+            throw TlsError("client CA file " + o.client_ca_file + " holds no usable PEM CA certificate",
+                           Setting::client_ca);
     }
     wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                            check_client_certificate);
@@ -205,8 +205,8 @@ void ask_for_client_certificates(Context& ctx, const ServerOptions& o) {
 
 std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
     init();
-    if (o.cert_file.empty()) throw TlsError("no certificate file given (--cert)");
-    if (o.key_file.empty()) throw TlsError("no private key file given (--key)");
+    if (o.cert_file.empty()) throw TlsError("no certificate file given", Setting::certificate);
+    if (o.key_file.empty()) throw TlsError("no private key file given", Setting::private_key);
 
     auto ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfSSLv23_server_method()));
     if (!*ctx) throw TlsError("cannot create a wolfSSL server context (out of memory?)");
@@ -232,7 +232,8 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
         } else if (is_allowed_tls12_suite(s)) {
             if (o.min_version == Version::tls13)
                 throw TlsError("cipher suite " + std::string(s) +
-                               " is TLS 1.2; it needs --tls-min-version 1.2");
+                                   " is TLS 1.2; it needs TLS 1.2 as the lowest version",
+                               Setting::tls_version);
             any12 = true;
         } else {
             throw TlsError("cipher suite " + std::string(s) +
@@ -263,7 +264,8 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
                 c, cert.data(), static_cast<long>(cert.size()), WOLFSSL_FILETYPE_PEM) !=
             WOLFSSL_SUCCESS)
             throw TlsError("certificate file " + o.cert_file +
-                           " holds no usable PEM certificate (ECDSA P-256 or Ed25519)");
+                               " holds no usable PEM certificate (ECDSA P-256 or Ed25519)",
+                           Setting::certificate);
     }
     {
         auto key = read_secret_file(o.key_file, CredentialKind::private_key);
@@ -271,8 +273,9 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
                                                    WOLFSSL_FILETYPE_PEM);
         if (rc != WOLFSSL_SUCCESS)
             throw TlsError("private key file " + o.key_file +
-                           " holds no usable PEM private key (ECDSA P-256 or Ed25519): " +
-                           wolfssl_reason(rc));
+                               " holds no usable PEM private key (ECDSA P-256 or Ed25519): " +
+                               wolfssl_reason(rc),
+                           Setting::private_key);
     }
     if (wolfSSL_CTX_check_private_key(c) != WOLFSSL_SUCCESS || !loopback_handshake(ctx))
         throw TlsError("private key " + o.key_file + " does not match certificate " + o.cert_file);
@@ -688,7 +691,7 @@ std::string Session::error_text() const {
     if (peer_ && peer_->clients) {  // a server asking for client certificates
         if (!peer_->refused.empty()) return "client certificate refused: " + peer_->refused;
         if (last_error_ == NO_PEER_CERT)
-            return "the client presented no certificate (--client-ca or --allow-client requires one)";
+            return "the client presented no certificate (the client policy requires one)";
     }
     if (last_error_ == 0) return "no error";
     return wolfssl_reason(last_error_);

@@ -25,10 +25,32 @@ namespace secmsg::tls {
 // Initialises wolfSSL once per process (idempotent).
 void init();
 
-// A TLS setup problem (file, key, certificate, option); what() is one clear line.
+// The setting a TLS setup problem is about, so that each program can name
+// its own option and say how to fix it (the library names no program's
+// flags).
+enum class Setting {
+    none,
+    certificate,       // the certificate file
+    private_key,       // the private key file
+    certificate_pair,  // a client's certificate and key: both or neither
+    pin,               // the pin of the server's key
+    ca_file,           // CA certificates that verify the server
+    trust_store,       // the system's CA certificates (no CA file given)
+    client_ca,         // CA certificates that verify clients
+    allowed_client,    // an entry of the server's list of allowed clients
+    tls_version,       // the lowest TLS version accepted
+};
+
+// A TLS setup problem (file, key, certificate, option); what() is one clear
+// line that says what failed, about() which setting it concerns.
 class TlsError : public std::runtime_error {
 public:
-    using std::runtime_error::runtime_error;
+    explicit TlsError(const std::string& what, Setting about = Setting::none)
+        : std::runtime_error(what), about_(about) {}
+    Setting about() const { return about_; }
+
+private:
+    Setting about_;
 };
 
 // A certificate or pin rejected by the client.

@@ -62,8 +62,8 @@ int group_id(const std::string& name) {
 // (same public key).  Throws TlsError naming the file at fault.
 void present_certificate(WOLFSSL_CTX* c, const ClientOptions& o) {
     if (o.cert_file.empty() || o.key_file.empty())
-        throw TlsError("--cert and --key go together: give both (secmsg --init-identity DIR "
-                       "makes a pair)");
+        throw TlsError("a client certificate and its private key go together: give both",
+                       Setting::certificate_pair);
     SecretBytes cert, key;
     try {
         cert = read_credential_file(o.cert_file, CredentialKind::certificate).bytes;
@@ -73,12 +73,13 @@ void present_certificate(WOLFSSL_CTX* c, const ClientOptions& o) {
     }
     if (wolfSSL_CTX_use_certificate_chain_buffer_format(c, cert.data(), static_cast<long>(cert.size()),
                                                         WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
-        throw TlsError("certificate file " + o.cert_file +
-                       " holds no usable PEM certificate (--cert)");
+        throw TlsError("certificate file " + o.cert_file + " holds no usable PEM certificate",
+                       Setting::certificate);
     if (wolfSSL_CTX_use_PrivateKey_buffer(c, key.data(), static_cast<long>(key.size()),
                                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
         throw TlsError("private key file " + o.key_file +
-                       " holds no usable PEM private key (ECDSA P-256 or Ed25519) (--key)");
+                           " holds no usable PEM private key (ECDSA P-256 or Ed25519)",
+                       Setting::private_key);
     std::string cert_pin, key_pin;
     try {
         cert_pin = pin_of_certificate({cert.data(), cert.size()});
@@ -101,9 +102,8 @@ std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
     if (!o.insecure && !o.pin.empty()) {
         pin = parse_pin(o.pin);
         if (!pin)
-            throw TlsError("--pin " + o.pin +
-                           " is not a pin: expected sha256: and the base64 of 32 bytes "
-                           "(secmsgd --init-credentials prints it)");
+            throw TlsError(o.pin + " is not a pin: expected sha256: and the base64 of 32 bytes",
+                           Setting::pin);
     }
     auto ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfTLSv1_3_client_method()), pin);
     if (!*ctx) throw TlsError("cannot create a wolfSSL client context (out of memory?)");
@@ -143,10 +143,10 @@ std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
         const int rc = wolfSSL_CTX_load_verify_locations(c, file.c_str(), nullptr);
         if (rc != WOLFSSL_SUCCESS) {
             if (o.ca_file.empty())
-                throw TlsError("cannot load the system trust store " + file +
-                               " (install ca-certificates, or use --ca-file or --pin)");
+                throw TlsError("cannot load the system trust store " + file, Setting::trust_store);
             throw TlsError("cannot load CA certificates from " + file +
-                           ": not a readable PEM certificate file");
+                               ": not a readable PEM certificate file",
+                           Setting::ca_file);
         }
         wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER, check_server_certificate);
     }

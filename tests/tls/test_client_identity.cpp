@@ -120,7 +120,7 @@ TEST_CASE("client identity: --allow-client entries are pins, DNS names, URIs or 
     try {
         parse_allowed_client("*.example.com");
     } catch (const ClientIdentityError& x) {
-        CHECK(std::string(x.what()).find("--allow-client *.example.com") != std::string::npos);
+        CHECK(std::string(x.what()).find("allowed client *.example.com") != std::string::npos);
         CHECK(std::string(x.what()).find("wildcard") != std::string::npos);
     }
 }
@@ -149,7 +149,7 @@ TEST_CASE("client identity: verdicts") {
         CHECK(v.identity == certs().pin("nosan"));
         v = judge(p, "foreign", false);
         CHECK_FALSE(v.accepted);
-        CHECK(v.why.find("does not chain to a --client-ca CA (no signer)") != std::string::npos);
+        CHECK(v.why.find("does not chain to a client CA (no signer)") != std::string::npos);
         CHECK(v.why.find(certs().pin("foreign")) != std::string::npos);
     }
     SUBCASE("names, with a CA: DNS and email domains ignore case, URIs do not") {
@@ -178,7 +178,7 @@ TEST_CASE("client identity: verdicts") {
         v = judge(policy(false, {pin1.c_str()}), "selfsigned", false);
         CHECK_FALSE(v.accepted);
         CHECK(v.why == "client key " + pin + " (names client1.example.com, spiffe://example.org/c1, "
-                                             "ops@Example.COM) matches no --allow-client");
+                                             "ops@Example.COM) matches no allowed client");
     }
     SUBCASE("without a CA a name is never consulted (a self-signed certificate claims any)") {
         ClientPolicy p;
@@ -260,13 +260,13 @@ TEST_CASE("client identity: a server context judges real client certificates ove
             o = connect(server("ca", {}), stem);
             CHECK_FALSE(o.accepted);
             CHECK(o.server_error.find("client certificate refused: certificate of key " +
-                                      certs().pin(stem) + " does not chain to a --client-ca CA") == 0);
+                                      certs().pin(stem) + " does not chain to a client CA") == 0);
             // wolfSSL 5.7 names the missing signer; Debian's 5.5.4 says bad_certificate
             CHECK((o.alert == "unknown_ca" || o.alert == "bad_certificate"));
         }
         o = connect(server("ca", {}), "");
         CHECK_FALSE(o.accepted);
-        CHECK(o.server_error == "the client presented no certificate (--client-ca or --allow-client requires one)");
+        CHECK(o.server_error == "the client presented no certificate (the client policy requires one)");
         CHECK(o.alert == "certificate_required");
     }
     SUBCASE("a CA and names: only the named client") {
@@ -275,7 +275,7 @@ TEST_CASE("client identity: a server context judges real client certificates ove
         CHECK(o.identity == "client2.example.com");
         o = connect(server("ca", {"client2.example.com"}), "client1");
         CHECK_FALSE(o.accepted);
-        CHECK(o.server_error.find("matches no --allow-client") != std::string::npos);
+        CHECK(o.server_error.find("matches no allowed client") != std::string::npos);
         CHECK(o.alert == "bad_certificate");
     }
     SUBCASE("pins without a CA: a self-signed client by its key") {
@@ -296,7 +296,7 @@ TEST_CASE("client identity: configurations that cannot work are one clear line")
     CHECK_THROWS_WITH_AS(tls::make_server_context(server("", {"client1.example.com"})),
                          doctest::Contains("only a CA can vouch for"), tls::TlsError);
     CHECK_THROWS_WITH_AS(tls::make_server_context(server("", {"sha256:xyz"})),
-                         doctest::Contains("--allow-client sha256:xyz: not a pin"), tls::TlsError);
+                         doctest::Contains("allowed client sha256:xyz: not a pin"), tls::TlsError);
     auto o = server("", {});
     o.client_ca_file = certs().path("missing.crt");
     CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("missing.crt"), tls::TlsError);
@@ -306,9 +306,38 @@ TEST_CASE("client identity: configurations that cannot work are one clear line")
     tls::ClientOptions c;
     c.insecure = true;
     c.cert_file = certs().path("client1.crt");
-    CHECK_THROWS_WITH_AS(tls::make_client_context(c), doctest::Contains("--cert and --key go together"),
+    CHECK_THROWS_WITH_AS(tls::make_client_context(c), doctest::Contains("a client certificate and its private key go together"),
                          tls::TlsError);
     c.key_file = certs().path("client2.key");
     CHECK_THROWS_WITH_AS(tls::make_client_context(c), doctest::Contains("does not belong to certificate"),
                          tls::TlsError);
+}
+
+// The library says which setting is at fault and names no program's flag:
+// each program adds its own option (secmsg --cert, secmsgd --allow-client).
+TEST_CASE("client identity: a setup error says which setting it is about, in the library's words") {
+    const auto about = [](auto&& make) {
+        try {
+            make();
+        } catch (const tls::TlsError& e) {
+            CHECK(std::string(e.what()).find("--") == std::string::npos);
+            return e.about();
+        }
+        FAIL("no TlsError");
+        return tls::Setting::none;
+    };
+    CHECK(about([] { tls::make_server_context(server("", {"client1.example.com"})); }) ==
+          tls::Setting::allowed_client);
+    CHECK(about([] { tls::make_server_context(server("", {"sha256:xyz"})); }) ==
+          tls::Setting::allowed_client);
+    auto o = server("", {});
+    o.client_ca_file = certs().path("ca.key");
+    CHECK(about([&] { tls::make_server_context(o); }) == tls::Setting::client_ca);
+    tls::ClientOptions c;
+    c.insecure = true;
+    c.cert_file = certs().path("client1.crt");
+    CHECK(about([&] { tls::make_client_context(c); }) == tls::Setting::certificate_pair);
+    c = {};
+    c.pin = "sha256:xyz";
+    CHECK(about([&] { tls::make_client_context(c); }) == tls::Setting::pin);
 }
