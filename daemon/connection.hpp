@@ -1,10 +1,12 @@
 // One client connection: I/O, timers and lifecycle around a ServerSession
 // (lib/proto/server_session.hpp: frames in, messages out, answers sealed),
 // as a state machine with one entry point (on_events), driven by the
-// reactor.  TLS's own wants are kept apart from the application's: the
-// connection always drains what it can (write until want-write, read
-// until want-read) and remembers, through the reactor's revisit list, when
-// it stopped early on purpose.
+// reactor.  The socket is registered once for EPOLLIN and EPOLLOUT
+// (edge-triggered) and every entry, whichever edge fired, does all it can
+// in its state: write until TLS wants to wait, read until want-read.  So
+// what TLS waits for needs no bookkeeping here; what does is stopping
+// early on purpose (budgets, backpressure), which the reactor's revisit
+// list remembers.
 //
 //   handshaking -> open -> draining (SIGTERM) -> closing -> lingering -> closed
 //                     \____________________________/^

@@ -54,7 +54,8 @@ public:
     void arm_in(Clock::duration d) { arm_at(Clock::now() + d); }
     void cancel();
     bool armed() const { return armed_; }
-    Clock::time_point deadline() const { return it_->first; }
+    // When it fires; Clock::time_point::max() (never) while unarmed.
+    Clock::time_point deadline() const { return armed_ ? it_->first : Clock::time_point::max(); }
 
 private:
     friend class Reactor;
@@ -74,6 +75,12 @@ public:
 
     // Registers `fd` for `events` (EPOLLET is added) with its handler, which
     // must outlive the registration.  Throws std::system_error.
+    //
+    // A registered handler is destroyed only in an action given to defer(),
+    // after remove(): never from a callback, its own or another's, since
+    // the rest of the pass may still call it (its ready events, the revisit
+    // list).  So a handler that closes itself asks its owner, which defers
+    // the destruction to the end of the pass.
     void add(int fd, std::uint32_t events, Handler* h);
     // Unregisters (before the fd is closed).  Errors are ignored.
     void remove(int fd);

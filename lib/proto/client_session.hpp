@@ -68,8 +68,6 @@ public:
     std::size_t window() const { return window_; }
     // True once a server_error or protocol_error event was produced.
     bool finished() const { return finished_; }
-    // The seq the next MSG will carry (= number of MSGs sealed so far).
-    std::uint64_t next_seq() const { return channel_.next_tx_seq(); }
     // The seq of the oldest unacknowledged MSG; no_seq when none.
     std::uint64_t oldest_pending() const;
 

@@ -109,7 +109,7 @@ FrameKeys::~FrameKeys() {
 void seal_frame(const FrameKeys& keys, FrameType type, std::uint64_t seq,
                 std::span<const std::uint8_t> plaintext, std::vector<std::uint8_t>& out,
                 const std::uint8_t* iv) {
-    auto& s = keys.state();
+    auto& s = keys.working_state();
     const std::size_t length = length_for_plaintext(plaintext.size());
     const std::size_t padded = length - 58;
     const std::size_t start = out.size();
@@ -147,7 +147,7 @@ bool well_formed(std::span<const std::uint8_t> frame) {
 bool tag_matches(const FrameKeys& keys, std::span<const std::uint8_t> frame) {
     const std::size_t body = frame.size() - tag_size;
     std::uint8_t tag[tag_size];
-    keys.state().mac(frame.first(body), tag);
+    keys.working_state().mac(frame.first(body), tag);
     return sodium_memcmp(tag, frame.data() + body, tag_size) == 0;
 }
 
@@ -167,7 +167,7 @@ Opened open_authenticated(const FrameKeys& keys, Role role, std::uint64_t expect
     if (frame[4] != protocol_version || !type_ok) return bad(ProtoError::version);
     if (r.seq != expected_seq) return bad(ProtoError::sequence);
 
-    auto& s = keys.state();
+    auto& s = keys.working_state();
     const std::size_t ct_len = frame.size() - tag_size - header_size;
     scratch.resize(ct_len);
     check(wc_AesSetIV(&s.dec, frame.data() + 14), "AES IV");

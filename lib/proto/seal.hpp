@@ -18,8 +18,11 @@
 namespace secmsg {
 
 // The two keys derived from a PSK, with the AES key schedules and the keyed
-// HMAC states computed once.  Wiped when destroyed.  Shared (read-only) by
-// every connection that was opened under it.
+// HMAC states computed once.  Wiped when destroyed.  Shared by every
+// connection of one thread that was opened under it: not read-only, since
+// sealing and opening set the IV of its AES schedules (each operation sets
+// its own first, so none depends on another's), and so not for several
+// threads at once.
 class FrameKeys {
 public:
     // Derives enc_key and mac_key from a 32-byte PSK (RFC 5869, empty salt).
@@ -28,8 +31,10 @@ public:
     FrameKeys(const FrameKeys&) = delete;
     FrameKeys& operator=(const FrameKeys&) = delete;
 
-    struct State;  // wolfCrypt contexts, defined in seal.cpp
-    State& state() const { return *state_; }
+    // The wolfCrypt contexts (seal.cpp), which every seal and open of this
+    // thread works in: const, as the key they hold does not change.
+    struct State;
+    State& working_state() const { return *state_; }
 
 private:
     std::unique_ptr<State> state_;
@@ -112,7 +117,6 @@ public:
     // Opens the next incoming frame; on success the expected seq advances.
     Opened open(std::span<const std::uint8_t> frame, std::vector<std::uint8_t>& scratch);
 
-    std::uint64_t next_tx_seq() const { return tx_seq_; }
     std::uint64_t next_rx_seq() const { return rx_seq_; }
     const std::shared_ptr<const FrameKeys>& keys() const { return keys_; }
     // The fingerprint of the ring's key that the first frame chose; empty
