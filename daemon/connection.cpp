@@ -297,13 +297,13 @@ void Connection::answer_not_recorded(std::uint64_t seq, const std::string& why) 
     session_.not_recorded(seq, "message not recorded (" + why + "); it may be resent", out_.queue());
 }
 
-void Connection::record_done(const std::string& reason) {
+void Connection::record_done(const RecordResult& outcome) {
     if (record_wait_ != RecordWait::outcome || state_ == State::closed) return;
     record_wait_ = RecordWait::none;
-    if (reason.empty())
+    if (outcome.status == RecordResult::Status::recorded)
         answer_recorded(queued_seq_, queued_digest_);
     else
-        answer_not_recorded(queued_seq_, reason);
+        answer_not_recorded(queued_seq_, outcome.reason);
     shared_.reactor.revisit(this);
 }
 

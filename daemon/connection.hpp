@@ -147,7 +147,7 @@ public:
     void abort(CloseReason why);
 
     // RecordClient: the queued message's outcome; room to offer again.
-    void record_done(const std::string& reason) override;
+    void record_done(const RecordResult& outcome) override;
     void record_room() override;
 
     State state() const { return state_; }

@@ -98,7 +98,7 @@ protected:
 
 private:
     void flush();
-    void complete(Entry& e, const std::string& reason);
+    void complete(Entry& e, const RecordResult& outcome);
     void expire();
     void arm_deadline_timer();
     void wake_waiters();
