@@ -133,7 +133,7 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
                           "cannot connect to " + where + " (" + errors +
                               "): is secmsgd running there? check --host and --port");
 
-    tls::Session session(std::move(ctx), fd.get(), false);
+    tls::Session session(std::move(ctx), fd.get());
     session.set_server_name(o.server_name.empty() ? o.host : o.server_name);
     for (;;) {
         const tls::Io r = session.handshake();

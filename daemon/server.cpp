@@ -116,7 +116,7 @@ void Server::accept_from(Listener& l) {
 bool Server::open_connection(Fd fd, std::string peer, std::string via, std::uint64_t id,
                              Clock::time_point accepted) {
     try {
-        tls::Session session(creds_.tls, fd.get(), true);
+        tls::Session session(creds_.tls, fd.get());
         auto c = std::make_unique<Connection>(shared_, std::move(fd), std::move(session),
                                               std::move(peer), id, creds_.keys);
         if (!via.empty()) c->set_via(std::move(via));

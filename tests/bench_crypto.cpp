@@ -158,7 +158,7 @@ double heap_per_idle_session(int warm, int n, bool mutual = false) {
         auto& pair = fds.emplace_back();
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair.data()) != 0)
             die("socketpair failed");
-        auto& server = servers.emplace_back(server_ctx, pair[0], true);
+        auto& server = servers.emplace_back(server_ctx, pair[0]);
         Client client;
         client.ssl = wolfSSL_new(cctx);
         if (!client.ssl || wolfSSL_set_fd(client.ssl, pair[1]) != WOLFSSL_SUCCESS)

@@ -145,7 +145,7 @@ public:
                 if (errno == ENOTCONN) return;  // still connecting: EPOLLOUT will come
                 throw BenchError(std::string("getpeername: ") + std::strerror(errno));
             }
-            tls_.emplace(sh_.ctx, sock_.get(), false);
+            tls_.emplace(sh_.ctx, sock_.get());
             state_ = State::handshaking;
         }
         if (state_ == State::handshaking) {

@@ -2,6 +2,7 @@
 // contexts live in tls_client.cpp.
 #include "tls/tls.hpp"
 
+#include "io/fd.hpp"
 #include "keys/files.hpp"
 #include "proto/protocol.hpp"
 #include "proto/secret.hpp"
@@ -105,18 +106,7 @@ std::string default_ciphers() {
 
 std::string default_groups() { return "X25519:P-256:P-384"; }
 
-Context& Context::operator=(Context&& o) noexcept {
-    if (this != &o) {
-        if (ctx_) wolfSSL_CTX_free(ctx_);
-        ctx_ = std::exchange(o.ctx_, nullptr);
-        pin_ = o.pin_;
-    }
-    return *this;
-}
-
-Context::~Context() {
-    if (ctx_) wolfSSL_CTX_free(ctx_);
-}
+void Context::Free::operator()(WOLFSSL_CTX* c) const { wolfSSL_CTX_free(c); }
 
 namespace {
 
@@ -208,7 +198,7 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
     if (o.cert_file.empty()) throw TlsError("no certificate file given", Setting::certificate);
     if (o.key_file.empty()) throw TlsError("no private key file given", Setting::private_key);
 
-    auto ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfSSLv23_server_method()));
+    auto ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfSSLv23_server_method()), Side::server);
     if (!*ctx) throw TlsError("cannot create a wolfSSL server context (out of memory?)");
     WOLFSSL_CTX* c = ctx->get();
 
@@ -465,72 +455,49 @@ int send_cb(WOLFSSL*, char* buf, int sz, void* ctx) {
 
 }  // namespace
 
-Session::Session(std::shared_ptr<Context> ctx, int fd, bool is_server)
-    : ctx_(std::move(ctx)), io_(std::make_unique<SessionIo>()) {
-    ssl_ = wolfSSL_new(ctx_->get());
-    if (!ssl_) throw TlsError("cannot create a TLS session (out of memory?)");
-    if (wolfSSL_set_fd(ssl_, fd) != WOLFSSL_SUCCESS) {
-        wolfSSL_free(ssl_);
-        ssl_ = nullptr;
-        throw TlsError("cannot attach a TLS session to its socket");
-    }
+void Session::Free::operator()(WOLFSSL* s) const { wolfSSL_free(s); }
+
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+Session::Session(std::shared_ptr<Context> ctx, int fd)
+    : ctx_(std::move(ctx)), io_(std::make_unique<SessionIo>()), ssl_(wolfSSL_new(ctx_->get())) {
+    WOLFSSL* ssl = ssl_.get();
+    if (!ssl) throw TlsError("cannot create a TLS session (out of memory?)");
+    const bool is_server = ctx_->side() == Side::server;
+    if (wolfSSL_set_fd(ssl, fd) != WOLFSSL_SUCCESS) throw TlsError("cannot attach a TLS session to its socket");
     // Our own socket I/O (see SessionIo); wolfSSL_get_fd still names the fd.
     io_->fd = fd;
-    wolfSSL_SSLSetIORecv(ssl_, receive_cb);
-    wolfSSL_SSLSetIOSend(ssl_, send_cb);
-    wolfSSL_SetIOReadCtx(ssl_, io_.get());
-    wolfSSL_SetIOWriteCtx(ssl_, io_.get());
+    wolfSSL_SSLSetIORecv(ssl, receive_cb);
+    wolfSSL_SSLSetIOSend(ssl, send_cb);
+    wolfSSL_SetIOReadCtx(ssl, io_.get());
+    wolfSSL_SetIOWriteCtx(ssl, io_.get());
     // A peer that hangs up under a write is an error code (EPIPE: closed),
     // never a SIGPIPE that ends the process, whatever its signal disposition
     // (a server thread in a test, a program embedding the library).  Our
     // send callback passes MSG_NOSIGNAL itself; the flag stays set for
     // wolfSSL's own socket code.
-    wolfSSL_SetIOWriteFlags(ssl_, MSG_NOSIGNAL);
+    wolfSSL_SetIOWriteFlags(ssl, MSG_NOSIGNAL);
     // The server answers secmsg/1 or refuses a client that offers only other
     // protocols; a client that offers no ALPN at all is accepted.
     char proto[alpn_protocol.size() + 1];
     std::memcpy(proto, alpn_protocol.data(), alpn_protocol.size());
     proto[alpn_protocol.size()] = '\0';
-    if (wolfSSL_UseALPN(ssl_, proto, static_cast<unsigned>(alpn_protocol.size()),
+    if (wolfSSL_UseALPN(ssl, proto, static_cast<unsigned>(alpn_protocol.size()),
                         is_server ? WOLFSSL_ALPN_FAILED_ON_MISMATCH
-                                  : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) != WOLFSSL_SUCCESS) {
-        wolfSSL_free(ssl_);
-        ssl_ = nullptr;
+                                  : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) != WOLFSSL_SUCCESS)
         throw TlsError("cannot set ALPN on a TLS session");
-    }
     if (!is_server) {
         io_->read_after_reset = true;
         peer_ = std::make_unique<PeerCheck>();
         peer_->want = ctx_->pin();
-        wolfSSL_SetCertCbCtx(ssl_, peer_.get());
+        wolfSSL_SetCertCbCtx(ssl, peer_.get());
     } else if (ctx_->client_policy().active()) {
         peer_ = std::make_unique<PeerCheck>();
         peer_->clients = &ctx_->client_policy();  // the context outlives the session
-        wolfSSL_SetCertCbCtx(ssl_, peer_.get());
+        wolfSSL_SetCertCbCtx(ssl, peer_.get());
     }
-}
-
-Session::~Session() {
-    if (ssl_) wolfSSL_free(ssl_);
-}
-
-Session::Session(Session&& o) noexcept
-    : ctx_(std::move(o.ctx_)),
-      peer_(std::move(o.peer_)),
-      io_(std::move(o.io_)),
-      ssl_(std::exchange(o.ssl_, nullptr)),
-      last_error_(o.last_error_) {}
-
-Session& Session::operator=(Session&& o) noexcept {
-    if (this != &o) {
-        if (ssl_) wolfSSL_free(ssl_);
-        ssl_ = std::exchange(o.ssl_, nullptr);
-        peer_ = std::move(o.peer_);  // after the old session is freed
-        io_ = std::move(o.io_);
-        ctx_ = std::move(o.ctx_);
-        last_error_ = o.last_error_;
-    }
-    return *this;
 }
 
 namespace {
@@ -559,8 +526,8 @@ void Session::set_server_name(const std::string& server_name) {
     bool literal = name.find(':') != std::string::npos ||
                    name.find_first_not_of("0123456789.") == std::string::npos;
     if (!literal)
-        wolfSSL_UseSNI(ssl_, WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<unsigned short>(name.size()));
-    wolfSSL_check_domain_name(ssl_, name.c_str());
+        wolfSSL_UseSNI(ssl_.get(), WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<unsigned short>(name.size()));
+    wolfSSL_check_domain_name(ssl_.get(), name.c_str());
 }
 
 namespace {
@@ -593,9 +560,9 @@ Io classify(WOLFSSL* ssl, int ret, int& last_error) {
 Io Session::handshake() {
     if (io_->flush_held() == Io::want_write) return Io::want_write;
     io_->stalled = false;
-    int ret = wolfSSL_negotiate(ssl_);
+    int ret = wolfSSL_negotiate(ssl_.get());
     if (ret == WOLFSSL_SUCCESS) return Io::done;  // its last flight may still be held: flush()
-    Io r = classify(ssl_, ret, last_error_);  // closed: the peer hung up first
+    Io r = classify(ssl_.get(), ret, last_error_);  // closed: the peer hung up first
     if (r == Io::want_read && io_->stalled) return Io::want_write;
     return r;
 }
@@ -605,13 +572,13 @@ IoResult Session::read(std::span<std::uint8_t> buf) {
     io_->stalled = false;
     int want = static_cast<int>(std::min<std::size_t>(buf.size(), 1u << 30));
     const auto records_before = io_->counters.records_in;
-    int ret = wolfSSL_read(ssl_, buf.data(), want);
+    int ret = wolfSSL_read(ssl_.get(), buf.data(), want);
     // wolfSSL reads one record at a time and returns at the first one with
     // application data: every other record it completed had none.
     const auto records = io_->counters.records_in - records_before;
     io_->counters.records_without_data += ret > 0 && records > 0 ? records - 1 : records;
     if (ret > 0) return {Io::done, static_cast<std::size_t>(ret)};
-    Io r = classify(ssl_, ret, last_error_);
+    Io r = classify(ssl_.get(), ret, last_error_);
     if (r == Io::want_read && io_->stalled) return {Io::want_write, 0};
     return {r, 0, r == Io::want_read && io_->budget_spent};
 }
@@ -622,13 +589,13 @@ IoResult Session::write(std::span<const std::uint8_t> buf) {
     if (io_->flush_held() == Io::want_write) return {Io::want_write, 0};
     int len = static_cast<int>(std::min<std::size_t>(buf.size(), 1u << 30));
     io_->in_write = true;
-    int ret = wolfSSL_write(ssl_, buf.data(), len);
+    int ret = wolfSSL_write(ssl_.get(), buf.data(), len);
     io_->in_write = false;
     if (ret > 0) {
         io_->write_unfinished = false;
         return {Io::done, static_cast<std::size_t>(ret)};
     }
-    Io r = classify(ssl_, ret, last_error_);
+    Io r = classify(ssl_.get(), ret, last_error_);
     io_->write_unfinished = r == Io::want_write;
     return {r, 0};
 }
@@ -643,11 +610,11 @@ Io Session::shutdown() {
     if (Io r = io_->flush_held(); r != Io::done) return r == Io::want_write ? Io::want_write : r;
     // Once close_notify has left (wolfSSL records it), never call again:
     // a second wolfSSL_shutdown would wait for the peer's.
-    if (wolfSSL_get_shutdown(ssl_) & WOLFSSL_SENT_SHUTDOWN) return Io::done;
-    int ret = wolfSSL_shutdown(ssl_);
+    if (wolfSSL_get_shutdown(ssl_.get()) & WOLFSSL_SENT_SHUTDOWN) return Io::done;
+    int ret = wolfSSL_shutdown(ssl_.get());
     if (ret == WOLFSSL_SUCCESS || ret == WOLFSSL_SHUTDOWN_NOT_DONE)
         return io_->held.empty() ? Io::done : Io::want_write;  // held: the next call flushes it
-    Io r = classify(ssl_, ret, last_error_);
+    Io r = classify(ssl_.get(), ret, last_error_);
     if (r == Io::want_write || r == Io::want_read) return Io::want_write;
     return r;
 }
@@ -668,22 +635,22 @@ const SessionCounters& Session::counters() const { return io_->counters; }
 
 std::span<const std::uint8_t> Session::first_bytes() const { return {io_->first, io_->first_have}; }
 
-bool Session::has_pending() const { return wolfSSL_has_pending(ssl_) != 0; }
+bool Session::has_pending() const { return wolfSSL_has_pending(ssl_.get()) != 0; }
 
 std::string Session::version() const {
-    const char* v = wolfSSL_get_version(ssl_);
+    const char* v = wolfSSL_get_version(ssl_.get());
     return v ? v : "";
 }
 
 std::string Session::cipher() const {
-    const char* c = wolfSSL_get_cipher_name(ssl_);
+    const char* c = wolfSSL_get_cipher_name(ssl_.get());
     return c ? c : "";
 }
 
 std::string Session::alpn() const {
     char* name = nullptr;
     unsigned short size = 0;
-    if (wolfSSL_ALPN_GetProtocol(ssl_, &name, &size) != WOLFSSL_SUCCESS || !name) return {};
+    if (wolfSSL_ALPN_GetProtocol(ssl_.get(), &name, &size) != WOLFSSL_SUCCESS || !name) return {};
     return std::string(name, size);
 }
 
@@ -709,16 +676,17 @@ namespace {
 // the context proves itself: one TLS handshake with itself over a socket
 // pair, whose CertificateVerify the client checks against the certificate.
 bool loopback_handshake(const std::shared_ptr<Context>& server_ctx) {
-    int fds[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0)
+    int raw[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, raw) != 0)
         throw TlsError(std::string("cannot test the certificate and key: socketpair: ") +
                        std::strerror(errno));
-    auto client_ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfSSLv23_client_method()));
+    const Fd server_end(raw[0]), client_end(raw[1]);  // closed on every path
+    auto client_ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfSSLv23_client_method()), Side::client);
     bool ok = false;
     if (*client_ctx) {
         wolfSSL_CTX_set_verify(client_ctx->get(), WOLFSSL_VERIFY_NONE, nullptr);
-        Session server(server_ctx, fds[0], true);
-        Session client(client_ctx, fds[1], false);
+        Session server(server_ctx, server_end.get());
+        Session client(client_ctx, client_end.get());
         Io s = Io::want_read;
         Io c = Io::want_read;
         for (int i = 0; i < 50; ++i) {
@@ -731,8 +699,6 @@ bool loopback_handshake(const std::shared_ptr<Context>& server_ctx) {
             }
         }
     }
-    ::close(fds[0]);
-    ::close(fds[1]);
     return ok;
 }
 

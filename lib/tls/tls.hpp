@@ -61,6 +61,9 @@ public:
 
 enum class Version { tls12, tls13 };
 
+// Which end of the connection a context's sessions are.
+enum class Side { server, client };
+
 // The TLS 1.3 suite order this build should prefer: AES-GCM first when
 // wolfCrypt's AES runs on AES-NI, ChaCha20-Poly1305 first otherwise.
 std::string default_ciphers();
@@ -98,18 +101,15 @@ struct ClientOptions {
 // Owner of a WOLFSSL_CTX.  Move-only; an empty one is a no-op to destroy.
 class Context {
 public:
-    Context() = default;
-    // `pin`: for client contexts in pin mode, the digest the server
-    // certificate's SubjectPublicKeyInfo must have (see PeerCheck).
-    explicit Context(WOLFSSL_CTX* ctx, std::optional<PinDigest> pin = {}) : ctx_(ctx), pin_(pin) {}
-    ~Context();
-    Context(Context&& o) noexcept : ctx_(o.ctx_), pin_(o.pin_), clients_(std::move(o.clients_)) {
-        o.ctx_ = nullptr;
-    }
-    Context& operator=(Context&& o) noexcept;
-    Context(const Context&) = delete;
-    Context& operator=(const Context&) = delete;
-    WOLFSSL_CTX* get() const { return ctx_; }
+    // Takes `ctx` (null when wolfSSL could not make one: test with bool),
+    // made with a method of `side`.  `pin`: for client contexts in pin
+    // mode, the digest the server certificate's SubjectPublicKeyInfo must
+    // have (see PeerCheck).
+    Context(WOLFSSL_CTX* ctx, Side side, std::optional<PinDigest> pin = {})
+        : ctx_(ctx), side_(side), pin_(pin) {}
+    WOLFSSL_CTX* get() const { return ctx_.get(); }
+    // The side its sessions take.
+    Side side() const { return side_; }
     const std::optional<PinDigest>& pin() const { return pin_; }
     // For server contexts: the client certificates accepted (see
     // ServerOptions); inactive when none are asked for.
@@ -118,7 +118,11 @@ public:
     explicit operator bool() const { return ctx_ != nullptr; }
 
 private:
-    WOLFSSL_CTX* ctx_ = nullptr;
+    struct Free {
+        void operator()(WOLFSSL_CTX* c) const;
+    };
+    std::unique_ptr<WOLFSSL_CTX, Free> ctx_;
+    Side side_;
     std::optional<PinDigest> pin_;
     ClientPolicy clients_;
 };
@@ -196,14 +200,13 @@ struct SessionIo;  // tls.cpp: the session's own socket I/O (wolfSSL callbacks)
 // closed), never a SIGPIPE.
 class Session {
 public:
-    // Throws TlsError.  A client session (is_server false) also owns its
-    // PeerCheck.
-    Session(std::shared_ptr<Context> ctx, int fd, bool is_server);
+    // A session of the context's side on `fd`.  Throws TlsError.  A client
+    // session also owns its PeerCheck.
+    Session(std::shared_ptr<Context> ctx, int fd);
+    // Defaulted in tls.cpp, where SessionIo is complete.  Move-only.
     ~Session();
     Session(Session&& o) noexcept;
     Session& operator=(Session&& o) noexcept;
-    Session(const Session&) = delete;
-    Session& operator=(const Session&) = delete;
 
     // For clients: the name for SNI and certificate checks (before handshake;
     // an IPv6 literal is checked in the expanded form wolfSSL compares with).
@@ -263,13 +266,18 @@ public:
     // sessions only when their context asks for client certificates (then,
     // after the handshake, `identity` names the accepted client), else null.
     const PeerCheck* peer_check() const { return peer_.get(); }
-    WOLFSSL* get() const { return ssl_; }
+    WOLFSSL* get() const { return ssl_.get(); }
 
 private:
+    struct Free {
+        void operator()(WOLFSSL* s) const;
+    };
+    // Declared before ssl_, so destroyed after it: the WOLFSSL refers to
+    // them until it is freed.
     std::shared_ptr<Context> ctx_;
     std::unique_ptr<PeerCheck> peer_;  // on the heap: wolfSSL keeps its address
     std::unique_ptr<SessionIo> io_;    // likewise (the I/O callbacks' context)
-    WOLFSSL* ssl_ = nullptr;
+    std::unique_ptr<WOLFSSL, Free> ssl_;
     int last_error_ = 0;
 };
 

@@ -105,7 +105,7 @@ std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
             throw TlsError(o.pin + " is not a pin: expected sha256: and the base64 of 32 bytes",
                            Setting::pin);
     }
-    auto ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfTLSv1_3_client_method()), pin);
+    auto ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfTLSv1_3_client_method()), Side::client, pin);
     if (!*ctx) throw TlsError("cannot create a wolfSSL client context (out of memory?)");
     WOLFSSL_CTX* c = ctx->get();
 

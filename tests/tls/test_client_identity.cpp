@@ -219,8 +219,8 @@ struct Outcome {
 
 Outcome connect(const tls::ServerOptions& so, const std::string& stem) {
     test::SocketPair p;
-    tls::Session s(tls::make_server_context(so), p.fds[0], true);
-    tls::Session c(client(stem), p.fds[1], false);
+    tls::Session s(tls::make_server_context(so), p.fds[0]);
+    tls::Session c(client(stem), p.fds[1]);
     Io sr = Io::want_read, cr = Io::want_read;
     for (int i = 0; i < 100 && sr != Io::failed && sr != Io::closed; ++i) {
         if (cr != Io::done && cr != Io::failed) cr = c.handshake();

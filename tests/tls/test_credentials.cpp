@@ -137,7 +137,7 @@ bool client_accepts(const secmsg::CredentialsReport& r, const std::string& name)
         int fd = ::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd < 0) return;
         {
-            secmsg::tls::Session s(server_ctx, fd, true);
+            secmsg::tls::Session s(server_ctx, fd);
             (void)s.handshake();  // blocking socket: done or failed
         }
         ::close(fd);
@@ -179,7 +179,7 @@ bool project_client_accepts(const secmsg::CredentialsReport& r, const std::strin
         int fd = ::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd < 0) return;
         {
-            secmsg::tls::Session s(server_ctx, fd, true);
+            secmsg::tls::Session s(server_ctx, fd);
             (void)s.handshake();
         }
         ::close(fd);
@@ -190,7 +190,7 @@ bool project_client_accepts(const secmsg::CredentialsReport& r, const std::strin
     const int fd = connect_loopback(listener.port);
     bool ok = false;
     {
-        secmsg::tls::Session s(client_ctx, fd, false);
+        secmsg::tls::Session s(client_ctx, fd);
         s.set_server_name(name);
         const auto r = s.handshake();
         ok = r == secmsg::tls::Io::done;

@@ -81,7 +81,8 @@ using Pair = test::SocketPair;
 std::shared_ptr<tls::Context> raw_client_ctx(bool tls12_only = false) {
     tls::init();
     auto ctx = std::make_shared<tls::Context>(
-        wolfSSL_CTX_new(tls12_only ? wolfTLSv1_2_client_method() : wolfSSLv23_client_method()));
+        wolfSSL_CTX_new(tls12_only ? wolfTLSv1_2_client_method() : wolfSSLv23_client_method()),
+        tls::Side::client);
     REQUIRE(*ctx);
     wolfSSL_CTX_set_verify(ctx->get(), WOLFSSL_VERIFY_NONE, nullptr);
     return ctx;
@@ -113,8 +114,8 @@ bool handshake_both(tls::Session& server, tls::Session& client) {
 // handshake over a socket pair.
 struct Connected {
     Pair p;
-    tls::Session server{tls::make_server_context(server_opts("ecdsa")), p.fds[0], true};
-    tls::Session client{raw_client_ctx(), p.fds[1], false};
+    tls::Session server{tls::make_server_context(server_opts("ecdsa")), p.fds[0]};
+    tls::Session client{raw_client_ctx(), p.fds[1]};
     Connected() { REQUIRE(handshake_both(server, client)); }
 };
 
@@ -123,8 +124,8 @@ struct Connected {
 TEST_CASE("tls: ECDSA P-256 handshake, TLS 1.3, ALPN, X25519, data both ways, close_notify once") {
     auto sctx = tls::make_server_context(server_opts("ecdsa"));
     Pair p;
-    tls::Session server(sctx, p.fds[0], true);
-    tls::Session client(raw_client_ctx(), p.fds[1], false);
+    tls::Session server(sctx, p.fds[0]);
+    tls::Session client(raw_client_ctx(), p.fds[1]);
     // The default client offers only a P-256 key share; ask for X25519 first.
     int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
     REQUIRE(wolfSSL_set_groups(client.get(), groups, 2) == WOLFSSL_SUCCESS);
@@ -196,8 +197,8 @@ TEST_CASE("tls: ECDSA P-256 handshake, TLS 1.3, ALPN, X25519, data both ways, cl
 TEST_CASE("tls: Ed25519 certificate") {
     auto sctx = tls::make_server_context(server_opts("ed25519"));
     Pair p;
-    tls::Session server(sctx, p.fds[0], true);
-    tls::Session client(raw_client_ctx(), p.fds[1], false);
+    tls::Session server(sctx, p.fds[0]);
+    tls::Session client(raw_client_ctx(), p.fds[1]);
     REQUIRE(handshake_both(server, client));
     CHECK(server.version() == "TLSv1.3");
 }
@@ -207,7 +208,7 @@ TEST_CASE("tls: ALPN: other protocols only are refused, no ALPN is accepted") {
     auto cctx = raw_client_ctx();
     {
         Pair p;
-        tls::Session server(sctx, p.fds[0], true);
+        tls::Session server(sctx, p.fds[0]);
         WOLFSSL* c = wolfSSL_new(cctx->get());
         wolfSSL_set_fd(c, p.fds[1]);
         char other[] = "http/1.1";
@@ -223,7 +224,7 @@ TEST_CASE("tls: ALPN: other protocols only are refused, no ALPN is accepted") {
     }
     {
         Pair p;
-        tls::Session server(sctx, p.fds[0], true);
+        tls::Session server(sctx, p.fds[0]);
         WOLFSSL* c = wolfSSL_new(cctx->get());
         wolfSSL_set_fd(c, p.fds[1]);
         Io s = Io::want_read;
@@ -244,8 +245,8 @@ TEST_CASE("tls: a TLS 1.2-only client is refused by default and accepted with mi
     {
         auto sctx = tls::make_server_context(server_opts("ecdsa"));
         Pair p;
-        tls::Session server(sctx, p.fds[0], true);
-        tls::Session client(cctx, p.fds[1], false);
+        tls::Session server(sctx, p.fds[0]);
+        tls::Session client(cctx, p.fds[1]);
         CHECK_FALSE(handshake_both(server, client));
     }
     {
@@ -253,8 +254,8 @@ TEST_CASE("tls: a TLS 1.2-only client is refused by default and accepted with mi
         o.min_version = tls::Version::tls12;
         auto sctx = tls::make_server_context(o);
         Pair p;
-        tls::Session server(sctx, p.fds[0], true);
-        tls::Session client(cctx, p.fds[1], false);
+        tls::Session server(sctx, p.fds[0]);
+        tls::Session client(cctx, p.fds[1]);
         REQUIRE(handshake_both(server, client));
         CHECK(server.version() == "TLSv1.2");
         auto suite = server.cipher();
@@ -395,7 +396,7 @@ TEST_CASE("tls: a KeyUpdate flood from a peer that never reads: reading stops, m
           "the counter rises, later data leaves intact") {
     auto sctx = tls::make_server_context(server_opts("ecdsa"));
     Pair p;
-    tls::Session server(sctx, p.fds[0], true);
+    tls::Session server(sctx, p.fds[0]);
     OpenSslPeer peer;
     std::string load_error;
     if (!peer.load(p.fds[1], load_error)) {
