@@ -94,7 +94,7 @@ std::string trust_advice(const tls::ClientOptions& trust) {
 
 // The server refused our client certificate (mutual TLS), or that we had none.
 std::string refused_text(const std::string& peer, const tls::Session& s) {
-    return "the server at " + peer + " refused this client (TLS alert " + tls::refusal_alert(s) +
+    return "the server at " + peer + " refused this client (TLS alert " + s.refusal_alert() +
            "): it requires a client certificate it accepts: check --cert and --key, and the "
            "server's --client-ca and --allow-client (secmsg --init-identity prints the pin to allow)";
 }
@@ -145,7 +145,8 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
                                       " timed out (see --connect-timeout): is it secmsgd?");
             continue;
         }
-        if (tls::rejected_certificate(session)) {
+        switch (session.fault()) {
+        case tls::Fault::rejected: {
             const std::string name = o.server_name.empty() ? o.host : o.server_name;
             std::string what = !trust.pin.empty()
                                    ? "the server's key at " + peer + " does not match --pin"
@@ -153,12 +154,16 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
                                          name + " (" + session.error_text() + ")";
             throw ClientError(Failure::certificate, what + ": " + trust_advice(trust));
         }
-        if (tls::refusal_alert(session)) throw ClientError(Failure::certificate, refused_text(peer, session));
-        if (tls::connection_dropped(session))
+        case tls::Fault::refused: throw ClientError(Failure::certificate, refused_text(peer, session));
+        case tls::Fault::dropped:
             throw ClientError(Failure::unreachable,
                               "the server at " + peer + " closed the connection during the TLS "
                               "handshake (" + session.error_text() +
                               "): is it secmsgd, and below its connection limit?");
+        case tls::Fault::none:
+        case tls::Fault::other:
+            break;
+        }
         throw ClientError(Failure::protocol, "TLS handshake with " + peer +
                                                  " failed: " + session.error_text() +
                                                  " (is it secmsgd, speaking TLS 1.3?)");
@@ -241,7 +246,7 @@ private:
 
 void Runner::fail(Failure f, std::string text) {
     if (ending_.failure != Failure::none) return;
-    if (tls::refusal_alert(conn_.session())) {  // TLS 1.3: after our handshake was done
+    if (conn_.session().fault() == tls::Fault::refused) {  // TLS 1.3: after our handshake was done
         f = Failure::certificate;
         text = refused_text(conn_.peer(), conn_.session());
     }
@@ -517,7 +522,7 @@ Ending Delivery::attempt() {
     }
     ++report_.connections;
     if (hooks_.connected) hooks_.connected(*conn, report_.connections == 1, carry_.size());
-    ClientSession session(o_.keys, o_.window, retrying());
+    ClientSession session(o_.keys, o_.window, retrying() ? Keeping::until_acked : Keeping::none);
     const Ending end =
         Runner(*conn, session, source_, carry_, report_, hooks_, o_.ack_timeout, retrying()).run();
     auto lost = session.take_unanswered();

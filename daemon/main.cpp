@@ -63,8 +63,8 @@ struct Options {
 };
 
 // A configuration problem: one line for the user, exit_config.
-struct ConfigError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+struct ConfigError : SetupError {
+    using SetupError::SetupError;
 };
 
 std::chrono::milliseconds seconds_opt(double s, const char* name) {
@@ -473,14 +473,8 @@ int main(int argc, char** argv) {
             return 0;
         }
         return run(o);
-    } catch (const ConfigError& e) {
-        log::error(e.what());
-        return exit_config;
-    } catch (const tls::TlsError& e) {
+    } catch (const SetupError& e) {  // configuration, credentials, TLS settings
         log::error(explain(e));
-        return exit_config;
-    } catch (const KeyFileError& e) {
-        log::error(e.what());
         return exit_config;
     } catch (const net::NetError& e) {
         log::error(e.what());

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "keys/pin.hpp"
+#include "keys/setup_error.hpp"
 
 #include <cstdint>
 #include <span>
@@ -18,9 +19,9 @@ namespace secmsg {
 
 // An --allow-client entry that is neither a pin nor a name; what() is one
 // line naming it and saying what is expected.
-class ClientIdentityError : public std::runtime_error {
+class ClientIdentityError : public SetupError {
 public:
-    using std::runtime_error::runtime_error;
+    using SetupError::SetupError;
 };
 
 // A host name usable as a dNSName: LDH labels (letters, digits, '-') of at

@@ -3,6 +3,7 @@
 // fsync of the directory).
 #pragma once
 
+#include "keys/setup_error.hpp"
 #include "proto/secret.hpp"
 
 #include <span>
@@ -26,7 +27,7 @@ std::string_view credential_label(CredentialKind kind);
 // read or written.  what() is one line that names the file, says what is
 // wrong and, where the fix is the administrator's, how to fix it (for
 // instance "chmod 600 FILE").
-class KeyFileError : public std::runtime_error {
+class KeyFileError : public SetupError {
 public:
     enum class Kind {
         missing,      // no such file (or a dangling symbolic link)
@@ -39,7 +40,7 @@ public:
         exists,       // not overwriting an existing file
         io,           // anything else
     };
-    KeyFileError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+    KeyFileError(Kind kind, const std::string& what) : SetupError(what), kind_(kind) {}
     Kind kind() const { return kind_; }
 
 private:

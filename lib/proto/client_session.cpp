@@ -15,7 +15,8 @@ constexpr std::size_t shown_text = 1024;
 
 }  // namespace
 
-ClientSession::ClientSession(std::shared_ptr<const FrameKeys> keys, std::size_t window, bool keep)
+ClientSession::ClientSession(std::shared_ptr<const FrameKeys> keys, std::size_t window,
+                             Keeping keep)
     : channel_(std::move(keys), Role::client),
       window_(std::max<std::size_t>(window, 1)),
       keep_(keep) {}
@@ -28,7 +29,7 @@ std::uint64_t ClientSession::send(std::span<const std::uint8_t> message,
                                   std::vector<std::uint8_t>& out, std::uint64_t number) {
     const std::uint64_t seq = channel_.seal(FrameType::msg, message, out);
     pending_.push_back({seq, sha256(message), message.size(), number == no_seq ? seq : number, {}});
-    if (keep_) {
+    if (keep_ == Keeping::until_acked) {
         pending_.back().message.assign(message.begin(), message.end());
         kept_bytes_ += message.size();
     }
@@ -37,7 +38,7 @@ std::uint64_t ClientSession::send(std::span<const std::uint8_t> message,
 
 void ClientSession::answered(bool recorded) {
     Pending& p = pending_.front();
-    if (keep_ && !recorded) {
+    if (keep_ == Keeping::until_acked && !recorded) {
         not_recorded_.push_back({p.number, std::move(p.message)});
     } else {
         kept_bytes_ -= p.message.size();
@@ -49,7 +50,7 @@ std::vector<Unanswered> ClientSession::take_unanswered() {
     std::vector<Unanswered> out = std::move(not_recorded_);
     not_recorded_.clear();
     for (Pending& p : pending_)
-        if (keep_) out.push_back({p.number, std::move(p.message)});
+        if (keep_ == Keeping::until_acked) out.push_back({p.number, std::move(p.message)});
     pending_.clear();
     kept_bytes_ = 0;
     return out;

@@ -33,13 +33,17 @@ struct Unanswered {
     std::vector<std::uint8_t> message;
 };
 
+// Whether a session keeps a copy of each message until its ACK, to be
+// sent again on a new connection (take_unanswered).
+enum class Keeping { none, until_acked };
+
 class ClientSession {
 public:
     // `window`: how many MSGs may await their ACK at once (at least 1).
-    // `keep`: keep a copy of each message until its ACK (take_unanswered);
+    // `keep` until_acked: a copy of each message until its ACK (take_unanswered);
     // a message answered ERROR 6 is then kept too, to be sent again.
     explicit ClientSession(std::shared_ptr<const FrameKeys> keys,
-                           std::size_t window = default_window, bool keep = false);
+                           std::size_t window = default_window, Keeping keep = Keeping::none);
 
     // What one frame from the server meant.  `text` is safe to print: what
     // the server wrote (note, reason) is escaped (escape.hpp), since anyone
@@ -105,7 +109,7 @@ private:
     Channel channel_;
     FrameReader reader_;
     std::size_t window_;
-    bool keep_;
+    Keeping keep_;
     std::size_t kept_bytes_ = 0;     // of pending_ and not_recorded_
     std::deque<Pending> pending_;
     std::vector<Unanswered> not_recorded_;  // keeping: answered ERROR 6, in order

@@ -11,6 +11,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -663,6 +664,63 @@ std::string Session::error_text() const {
     if (last_error_ == 0) return "no error";
     return wolfssl_reason(last_error_);
 }
+
+namespace {
+
+// wolfSSL's reason, kept by the session after the failed call: the peer's
+// certificate (CA chain, name, validity) or pin rejected here (the pin
+// callback's refusal is VERIFY_CERT_ERROR).
+bool rejected_certificate(WOLFSSL* ssl) {
+    switch (wolfSSL_get_error(ssl, 0)) {
+    case ASN_NO_SIGNER_E:
+    case ASN_AFTER_DATE_E:
+    case ASN_BEFORE_DATE_E:
+    case ASN_SIG_CONFIRM_E:
+    case ASN_SELF_SIGNED_E:
+    case DOMAIN_NAME_MISMATCH:
+    case IPADDR_MISMATCH:
+    case VERIFY_CERT_ERROR:
+    case BAD_CERT_MANAGER_ERROR:
+    case ASN_PATHLEN_INV_E:
+    case ASN_PATHLEN_SIZE_E:
+    case NOT_CA_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+const char* fatal_certificate_alert(WOLFSSL* ssl) {
+    WOLFSSL_ALERT_HISTORY h{};
+    if (wolfSSL_get_alert_history(ssl, &h) != WOLFSSL_SUCCESS || h.last_rx.level != alert_fatal)
+        return nullptr;
+    switch (h.last_rx.code) {
+    case bad_certificate: return "bad_certificate";
+    case unsupported_certificate: return "unsupported_certificate";
+    case certificate_revoked: return "certificate_revoked";
+    case certificate_expired: return "certificate_expired";
+    case certificate_unknown: return "certificate_unknown";
+    case unknown_ca: return "unknown_ca";
+    case certificate_required: return "certificate_required";
+    default: return nullptr;
+    }
+}
+
+bool connection_dropped(WOLFSSL* ssl) {
+    const int e = wolfSSL_get_error(ssl, 0);
+    return e == SOCKET_PEER_CLOSED_E || e == SOCKET_ERROR_E || e == WOLFSSL_ERROR_ZERO_RETURN;
+}
+
+}  // namespace
+
+Fault Session::fault() const {
+    if (rejected_certificate(ssl_.get())) return Fault::rejected;
+    if (fatal_certificate_alert(ssl_.get())) return Fault::refused;
+    if (connection_dropped(ssl_.get())) return Fault::dropped;
+    return wolfSSL_get_error(ssl_.get(), 0) == 0 ? Fault::none : Fault::other;
+}
+
+const char* Session::refusal_alert() const { return fatal_certificate_alert(ssl_.get()); }
 
 std::string peer_pin(const Session& s) {
     const PeerCheck* check = s.peer_check();

@@ -7,6 +7,7 @@
 
 #include "keys/client_identity.hpp"
 #include "keys/pin.hpp"
+#include "keys/setup_error.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -43,10 +44,10 @@ enum class Setting {
 
 // A TLS setup problem (file, key, certificate, option); what() is one clear
 // line that says what failed, about() which setting it concerns.
-class TlsError : public std::runtime_error {
+class TlsError : public SetupError {
 public:
     explicit TlsError(const std::string& what, Setting about = Setting::none)
-        : std::runtime_error(what), about_(about) {}
+        : SetupError(what), about_(about) {}
     Setting about() const { return about_; }
 
 private:
@@ -63,6 +64,9 @@ enum class Version { tls12, tls13 };
 
 // Which end of the connection a context's sessions are.
 enum class Side { server, client };
+
+// What kind of failure ended a session's call (Session::fault()).
+enum class Fault { none, rejected, refused, dropped, other };
 
 // The TLS 1.3 suite order this build should prefer: AES-GCM first when
 // wolfCrypt's AES runs on AES-NI, ChaCha20-Poly1305 first otherwise.
@@ -259,6 +263,17 @@ public:
     std::string version() const;     // "TLSv1.3"
     std::string cipher() const;      // suite name
     std::string alpn() const;        // negotiated ALPN, empty if none
+    // Why the last handshake, read or write failed, classified once:
+    // rejected (this side refused the peer's certificate or pin), refused
+    // (the peer sent a fatal certificate alert, named by refusal_alert();
+    // with TLS 1.3 a client learns it only at its first read or write after
+    // the handshake), dropped (the connection was closed or reset under the
+    // call), other (error_text() says what); none before any failure.
+    Fault fault() const;
+    // The fatal alert ("bad_certificate", "certificate_required",
+    // "unknown_ca", ...) with which the peer refused this side's
+    // certificate, or its lack of one; null when it did not.
+    const char* refusal_alert() const;
     // After failed: wolfSSL's reason; for a server refusing a client
     // certificate, what was wrong with it (PeerCheck::refused) or that none came.
     std::string error_text() const;

@@ -153,49 +153,6 @@ std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
     return ctx;
 }
 
-bool rejected_certificate(const Session& s) {
-    // wolfSSL's reason, kept by the session after the failed call; the pin
-    // callback's refusal is VERIFY_CERT_ERROR.
-    switch (wolfSSL_get_error(s.get(), 0)) {
-    case ASN_NO_SIGNER_E:
-    case ASN_AFTER_DATE_E:
-    case ASN_BEFORE_DATE_E:
-    case ASN_SIG_CONFIRM_E:
-    case ASN_SELF_SIGNED_E:
-    case DOMAIN_NAME_MISMATCH:
-    case IPADDR_MISMATCH:
-    case VERIFY_CERT_ERROR:
-    case BAD_CERT_MANAGER_ERROR:
-    case ASN_PATHLEN_INV_E:
-    case ASN_PATHLEN_SIZE_E:
-    case NOT_CA_ERROR:
-        return true;
-    default:
-        return false;
-    }
-}
-
-const char* refusal_alert(const Session& s) {
-    WOLFSSL_ALERT_HISTORY h{};
-    if (wolfSSL_get_alert_history(s.get(), &h) != WOLFSSL_SUCCESS || h.last_rx.level != alert_fatal)
-        return nullptr;
-    switch (h.last_rx.code) {
-    case bad_certificate: return "bad_certificate";
-    case unsupported_certificate: return "unsupported_certificate";
-    case certificate_revoked: return "certificate_revoked";
-    case certificate_expired: return "certificate_expired";
-    case certificate_unknown: return "certificate_unknown";
-    case unknown_ca: return "unknown_ca";
-    case certificate_required: return "certificate_required";
-    default: return nullptr;
-    }
-}
-
-bool connection_dropped(const Session& s) {
-    const int e = wolfSSL_get_error(s.get(), 0);
-    return e == SOCKET_PEER_CLOSED_E || e == SOCKET_ERROR_E || e == WOLFSSL_ERROR_ZERO_RETURN;
-}
-
 std::string key_exchange_group(const Session& s) {
     const char* name = wolfSSL_get_curve_name(s.get());
     return name ? name : "";

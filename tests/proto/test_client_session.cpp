@@ -285,7 +285,7 @@ TEST_CASE("what the server writes comes out escaped: notes and reasons") {
 
 TEST_CASE("keeping: the unacknowledged come back in order, ERROR 6 ones first") {
     const auto keys = keys_from(11);
-    ClientSession c(keys, 8, true);
+    ClientSession c(keys, 8, secmsg::Keeping::until_acked);
     Server s(keys);
     std::vector<std::uint8_t> wire, replies;
     std::uint64_t number = 100;
@@ -313,7 +313,7 @@ TEST_CASE("keeping: the unacknowledged come back in order, ERROR 6 ones first") 
     CHECK(c.take_unanswered().empty());
 
     // On a new connection they are sealed again from seq 0, and accepted.
-    ClientSession next(keys, 8, true);
+    ClientSession next(keys, 8, secmsg::Keeping::until_acked);
     Server fresh(keys);
     wire.clear();
     std::uint64_t seq = 0;
@@ -340,7 +340,7 @@ TEST_CASE("not keeping: nothing comes back") {
 
 TEST_CASE("keeping: at most max_kept_bytes in flight, but always one message") {
     const auto keys = keys_from(13);
-    ClientSession c(keys, 64, true);
+    ClientSession c(keys, 64, secmsg::Keeping::until_acked);
     Server s(keys);
     std::vector<std::uint8_t> wire, replies;
     const std::string big(3u << 20, 'b');
@@ -366,7 +366,7 @@ TEST_CASE("keeping: at most max_kept_bytes in flight, but always one message") {
 
 TEST_CASE("keeping: nothing is kept about a message once it is acknowledged") {
     const auto keys = keys_from(14);
-    ClientSession c(keys, 4, true);
+    ClientSession c(keys, 4, secmsg::Keeping::until_acked);
     Server s(keys);
     std::vector<std::uint8_t> wire, replies;
     std::vector<ClientSession::Event> ev;

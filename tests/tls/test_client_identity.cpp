@@ -214,7 +214,7 @@ std::shared_ptr<tls::Context> client(const std::string& stem) {
 struct Outcome {
     bool accepted = false;
     std::string identity, pin, server_error;
-    std::string alert;  // the client's view of the refusal (refusal_alert)
+    std::string alert;  // the client's view of the refusal (Session::refusal_alert)
 };
 
 Outcome connect(const tls::ServerOptions& so, const std::string& stem) {
@@ -237,7 +237,7 @@ Outcome connect(const tls::ServerOptions& so, const std::string& stem) {
         const std::uint8_t one = 1;
         c.write({&one, 1});
         const auto r = c.read(b);
-        if (const char* alert = tls::refusal_alert(c); r.status == Io::failed && alert) out.alert = alert;
+        if (r.status == Io::failed && c.fault() == tls::Fault::refused) out.alert = c.refusal_alert();
     }
     return out;
 }
