@@ -2,6 +2,7 @@
 #include "client.hpp"
 
 #include "backoff.hpp"
+#include "io/net.hpp"
 #include "tls/output.hpp"
 #include "tls/tls_client.hpp"
 
@@ -30,18 +31,6 @@ using Clock = std::chrono::steady_clock;
 int ms_until(Clock::time_point deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     return static_cast<int>(std::clamp<long long>(left.count(), 0, 1 << 30));
-}
-
-std::string format_address(const sockaddr* sa) {
-    char text[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET6) {
-        const auto* a = reinterpret_cast<const sockaddr_in6*>(sa);
-        inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text);
-        return "[" + std::string(text) + "]:" + std::to_string(ntohs(a->sin6_port));
-    }
-    const auto* a = reinterpret_cast<const sockaddr_in*>(sa);
-    inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
-    return std::string(text) + ":" + std::to_string(ntohs(a->sin_port));
 }
 
 // Waits for `events` on fd until the deadline; false on timeout.
@@ -124,7 +113,7 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
     std::string peer, errors;
     for (const addrinfo* ai = res; ai && !fd; ai = ai->ai_next) {
         std::string why;
-        peer = format_address(ai->ai_addr);
+        peer = net::format_address(ai->ai_addr, ai->ai_addrlen);
         fd = connect_one(ai, deadline, why);
         if (!fd) errors += (errors.empty() ? "" : "; ") + peer + ": " + why;
     }

@@ -17,6 +17,16 @@ inline constexpr std::size_t iv_size = 16;
 inline constexpr std::size_t tag_size = 32;
 inline constexpr std::size_t block_size = 16;
 inline constexpr std::size_t min_length = 74;    // value of the length field
+// Where the header's fields start in a frame (the length field at 0).
+inline constexpr std::size_t version_offset = 4;
+inline constexpr std::size_t type_offset = 5;
+inline constexpr std::size_t seq_offset = 6;
+inline constexpr std::size_t iv_offset = 14;
+// What the length field counts besides the ciphertext: the rest of the
+// header after itself and the tag (58).
+inline constexpr std::size_t length_overhead = header_size - length_field_size + tag_size;
+static_assert(seq_offset + 8 == iv_offset && iv_offset + iv_size == header_size);
+static_assert(min_length == length_overhead + block_size);  // one block of ciphertext at least
 inline constexpr std::size_t default_max_payload = 65536;
 inline constexpr std::size_t max_max_payload = 16u * 1024 * 1024;
 inline constexpr std::uint64_t no_seq = ~std::uint64_t{0};
@@ -45,12 +55,12 @@ std::string_view describe(ProtoError e);
 
 // The largest value of the length field that max_payload can produce.
 constexpr std::size_t max_length_for(std::size_t max_payload) {
-    return 58 + block_size * (max_payload / block_size + 1);
+    return length_overhead + block_size * (max_payload / block_size + 1);
 }
 
 // The length field of a frame whose plaintext has n bytes.
 constexpr std::size_t length_for_plaintext(std::size_t n) {
-    return 58 + block_size * (n / block_size + 1);
+    return length_overhead + block_size * (n / block_size + 1);
 }
 
 }  // namespace secmsg

@@ -111,25 +111,25 @@ void seal_frame(const FrameKeys& keys, FrameType type, std::uint64_t seq,
                 const std::uint8_t* iv) {
     auto& s = keys.working_state();
     const std::size_t length = length_for_plaintext(plaintext.size());
-    const std::size_t padded = length - 58;
+    const std::size_t padded = length - length_overhead;
     const std::size_t start = out.size();
     out.resize(start + length_field_size + length);
     std::uint8_t* f = out.data() + start;
 
     store_be(f, length, 4);
-    f[4] = protocol_version;
-    f[5] = static_cast<std::uint8_t>(type);
-    store_be(f + 6, seq, 8);
+    f[version_offset] = protocol_version;
+    f[type_offset] = static_cast<std::uint8_t>(type);
+    store_be(f + seq_offset, seq, 8);
     if (iv != nullptr)
-        std::memcpy(f + 14, iv, iv_size);
+        std::memcpy(f + iv_offset, iv, iv_size);
     else
-        fresh_iv(f + 14);
+        fresh_iv(f + iv_offset);
 
     std::uint8_t* ct = f + header_size;
     if (!plaintext.empty()) std::memcpy(ct, plaintext.data(), plaintext.size());
     const auto pad = static_cast<std::uint8_t>(padded - plaintext.size());
     std::memset(ct + plaintext.size(), pad, pad);
-    check(wc_AesSetIV(&s.enc, f + 14), "AES IV");
+    check(wc_AesSetIV(&s.enc, f + iv_offset), "AES IV");
     check(wc_AesCbcEncrypt(&s.enc, ct, ct, static_cast<word32>(padded)), "AES-CBC encrypt");
     s.mac({f, header_size + padded}, ct + padded);
 }
@@ -140,7 +140,7 @@ namespace {
 bool well_formed(std::span<const std::uint8_t> frame) {
     return frame.size() >= length_field_size + min_length &&
            load_be32(frame.data()) == frame.size() - length_field_size &&
-           (frame.size() - length_field_size - 58) % block_size == 0;
+           (frame.size() - length_field_size - length_overhead) % block_size == 0;
 }
 
 // The frame's tag is the one `keys` give its body (constant-time compare).
@@ -160,17 +160,17 @@ Opened open_authenticated(const FrameKeys& keys, Role role, std::uint64_t expect
         r.error = e;
         return r;
     };
-    r.type = static_cast<FrameType>(frame[5]);
-    r.seq = load_be64(frame.data() + 6);
+    r.type = static_cast<FrameType>(frame[type_offset]);
+    r.seq = load_be64(frame.data() + seq_offset);
     const bool type_ok = role == Role::server ? r.type == FrameType::msg
                                               : (r.type == FrameType::ack || r.type == FrameType::error);
-    if (frame[4] != protocol_version || !type_ok) return bad(ProtoError::version);
+    if (frame[version_offset] != protocol_version || !type_ok) return bad(ProtoError::version);
     if (r.seq != expected_seq) return bad(ProtoError::sequence);
 
     auto& s = keys.working_state();
     const std::size_t ct_len = frame.size() - tag_size - header_size;
     scratch.resize(ct_len);
-    check(wc_AesSetIV(&s.dec, frame.data() + 14), "AES IV");
+    check(wc_AesSetIV(&s.dec, frame.data() + iv_offset), "AES IV");
     check(wc_AesCbcDecrypt(&s.dec, scratch.data(), frame.data() + header_size, static_cast<word32>(ct_len)),
           "AES-CBC decrypt");
     // The tag was good, so padding errors are not an oracle; still check all of it.

@@ -107,6 +107,20 @@ std::string default_ciphers() {
 
 std::string default_groups() { return "X25519:P-256:P-384"; }
 
+void set_groups(Context& ctx, const std::string& groups) {
+    std::vector<int> ids;
+    for (auto g : split(groups, ':')) {
+        const int id = group_id(g);
+        if (id == 0)
+            throw TlsError("unknown key exchange group " + std::string(g) +
+                           " (known: X25519, P-256, P-384, P-521)");
+        ids.push_back(id);
+    }
+    if (ids.empty()) throw TlsError("the key exchange group list is empty");
+    if (wolfSSL_CTX_set_groups(ctx.get(), ids.data(), static_cast<int>(ids.size())) != WOLFSSL_SUCCESS)
+        throw TlsError("this wolfSSL does not support the key exchange groups " + groups);
+}
+
 void Context::Free::operator()(WOLFSSL_CTX* c) const { wolfSSL_CTX_free(c); }
 
 namespace {
@@ -237,17 +251,7 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
         throw TlsError("this wolfSSL supports none of the cipher suites " + ciphers);
 
     std::string groups = o.groups.empty() ? default_groups() : o.groups;
-    std::vector<int> ids;
-    for (auto g : split(groups, ':')) {
-        int id = group_id(g);
-        if (id == 0)
-            throw TlsError("unknown key exchange group " + std::string(g) +
-                           " (known: X25519, P-256, P-384, P-521)");
-        ids.push_back(id);
-    }
-    if (ids.empty()) throw TlsError("the key exchange group list is empty");
-    if (wolfSSL_CTX_set_groups(c, ids.data(), static_cast<int>(ids.size())) != WOLFSSL_SUCCESS)
-        throw TlsError("this wolfSSL does not support the key exchange groups " + groups);
+    set_groups(*ctx, groups);
 
     {
         auto cert = read_secret_file(o.cert_file, CredentialKind::certificate);

@@ -131,6 +131,11 @@ private:
     ClientPolicy clients_;
 };
 
+// Sets the key exchange groups of `ctx` from a list like "X25519:P-256",
+// in order (a client's key share is for the first).  Throws TlsError for an
+// unknown name, an empty list, or groups this wolfSSL cannot use.
+void set_groups(Context& ctx, const std::string& groups);
+
 // Builds a server context; throws TlsError naming the file or option at fault.
 std::shared_ptr<Context> make_server_context(const ServerOptions& o);
 // Builds a client context (tls_client.cpp); throws TlsError.

@@ -47,15 +47,6 @@ int check_server_certificate(int preverify, WOLFSSL_X509_STORE_CTX* store) noexc
     return preverify;
 }
 
-// TLS codepoints of the group names default_groups() and --groups use.
-int group_id(const std::string& name) {
-    if (name == "X25519" || name == "x25519") return WOLFSSL_ECC_X25519;
-    if (name == "P-256" || name == "secp256r1" || name == "prime256v1") return WOLFSSL_ECC_SECP256R1;
-    if (name == "P-384" || name == "secp384r1") return WOLFSSL_ECC_SECP384R1;
-    if (name == "P-521" || name == "secp521r1") return WOLFSSL_ECC_SECP521R1;
-    return 0;
-}
-
 // The client certificate (chain) and its key, for servers that ask for one
 // (mutual TLS): both files checked as the daemon checks its own (a key
 // others can read is refused), and the key proven to be the certificate's
@@ -116,21 +107,7 @@ std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
     // The group list decides the key share a wolfSSL client sends: its first
     // entry.  Without this Debian's wolfSSL offers a P-256 share only.
     const std::string groups = o.groups.empty() ? default_groups() : o.groups;
-    std::vector<int> ids;
-    for (std::size_t pos = 0; pos <= groups.size();) {
-        const auto end = std::min(groups.find(':', pos), groups.size());
-        const std::string name = groups.substr(pos, end - pos);
-        pos = end + 1;
-        if (name.empty()) continue;
-        const int id = group_id(name);
-        if (id == 0)
-            throw TlsError("unknown key exchange group " + name +
-                           " (known: X25519, P-256, P-384, P-521)");
-        ids.push_back(id);
-    }
-    if (ids.empty() ||
-        wolfSSL_CTX_set_groups(c, ids.data(), static_cast<int>(ids.size())) != WOLFSSL_SUCCESS)
-        throw TlsError("this wolfSSL does not support the key exchange groups " + groups);
+    set_groups(*ctx, groups);
 
     if (!o.cert_file.empty() || !o.key_file.empty()) present_certificate(c, o);
 

@@ -100,11 +100,11 @@ void forge(std::uint8_t version, std::uint8_t type, std::uint64_t seq,
     const std::size_t start = out.size();
     out.resize(start + header_size + n + tag_size);
     std::uint8_t* f = out.data() + start;
-    store_be(f, 58 + n, 4);
-    f[4] = version;
-    f[5] = type;
-    store_be(f + 6, seq, 8);
-    std::memcpy(f + 14, fixed_iv.data(), iv_size);
+    store_be(f, length_overhead + n, 4);
+    f[version_offset] = version;
+    f[type_offset] = type;
+    store_be(f + seq_offset, seq, 8);
+    std::memcpy(f + iv_offset, fixed_iv.data(), iv_size);
     std::uint8_t* ct = f + header_size;
     if (!blocks.empty()) std::memcpy(ct, blocks.data(), std::min(n, blocks.size()));
 
