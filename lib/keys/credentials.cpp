@@ -397,7 +397,7 @@ void renew_if_due(CredentialsReport& r, std::time_t now, const Profile& profile)
                                  " and is due for renewal, but it is not the certificate of " + r.key_file +
                                  ", and renewing it would change the pin: put back the key it belongs to, "
                                  "or remove " + r.cert_file + " to get a new certificate (and pin) for this key");
-    write_file_atomically(r.cert_file, bytes, 0644, /*replace=*/true);
+    write_file_atomically(r.cert_file, bytes, 0644, Existing::replace);
     r.renewed_from = old.not_after;
 }
 
@@ -477,7 +477,7 @@ CredentialsReport init_credentials(const std::string& dir, KeyType type, std::ti
 
     if (!exists(r.psk_file)) {
         try {
-            generate_psk_file(r.psk_file, false);
+            generate_psk_file(r.psk_file, Existing::keep);
             r.created.push_back(r.psk_file);
         } catch (const KeyFileError& e) {
             if (e.kind() != KeyFileError::Kind::exists) throw;

@@ -186,7 +186,8 @@ void check_credential_directory(const std::string& dir) {
 }
 
 bool write_file_atomically(const std::string& path, std::span<const std::uint8_t> data,
-                           mode_t mode, bool replace) {
+                           mode_t mode, Existing existing) {
+    const bool replace = existing == Existing::replace;
     std::string tmp = path + ".tmp-XXXXXX";
     Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));  // created with mode 0600
     if (!fd) fail(errno, "cannot create a temporary file for", path);

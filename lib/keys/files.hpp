@@ -75,11 +75,14 @@ FileContents read_credential_file(const std::string& path, CredentialKind kind,
 // owner, permissions, missing, unreadable) with the fix.
 void check_credential_directory(const std::string& dir);
 
-// Writes data to path with `mode`, atomically.  With replace == false an
+// What a write does to a file already at its path.
+enum class Existing { keep, replace };
+
+// Writes data to path with `mode`, atomically.  With Existing::keep an
 // existing path is never touched and the call returns false; otherwise it
 // returns true.  Throws std::system_error, whose what() names the file, on
 // failure (the temporary file is removed).
 bool write_file_atomically(const std::string& path, std::span<const std::uint8_t> data,
-                           mode_t mode, bool replace = false);
+                           mode_t mode, Existing existing = Existing::keep);
 
 }  // namespace secmsg

@@ -88,7 +88,7 @@ SecretBytes load_sender_psk(const std::string& path) {
     return std::move(keys.front());
 }
 
-void generate_psk_file(const std::string& path, bool overwrite) {
+void generate_psk_file(const std::string& path, Existing existing) {
     if (sodium_init() < 0) throw KeyFileError(KeyFileError::Kind::io, "libsodium failed to initialise");
     SecretBytes key(psk_size);
     randombytes_buf(key.data(), key.size());
@@ -98,7 +98,7 @@ void generate_psk_file(const std::string& path, bool overwrite) {
     text.data()[44] = '\n';
     bool written = false;
     try {
-        written = write_file_atomically(path, text.bytes().first(45), 0600, overwrite);
+        written = write_file_atomically(path, text.bytes().first(45), 0600, existing);
     } catch (const std::system_error& e) {
         throw KeyFileError(KeyFileError::Kind::io, "PSK file " + path + ": " + e.what());
     }

@@ -33,8 +33,8 @@ SecretBytes load_sender_psk(const std::string& path);
 std::vector<SecretBytes> parse_psk_text(std::string_view text, const std::string& what_for);
 
 // Writes 32 fresh random bytes (libsodium) as a PSK file with mode 0600,
-// atomically (temporary file, fsync, rename).  Never replaces an existing
-// file unless `overwrite`; then throws KeyFileError(Kind::exists).
-void generate_psk_file(const std::string& path, bool overwrite = false);
+// atomically (temporary file, fsync, rename).  With Existing::keep an
+// existing file stays and KeyFileError(Kind::exists) is thrown.
+void generate_psk_file(const std::string& path, Existing existing = Existing::keep);
 
 }  // namespace secmsg

@@ -391,7 +391,7 @@ TEST_CASE("generated PSK files: mode 0600, loadable, distinct, never overwritten
     auto again = load_sender_psk(a);
     CHECK(std::equal(ka.data(), ka.data() + 32, again.data()));  // untouched
 
-    generate_psk_file(a, true);
+    generate_psk_file(a, secmsg::Existing::replace);
     auto replaced = load_sender_psk(a);
     CHECK_FALSE(std::equal(ka.data(), ka.data() + 32, replaced.data()));
 
