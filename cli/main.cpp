@@ -1,18 +1,19 @@
 // secmsg: the companion client of secmsgd.  Option parsing and wiring only;
-// the connection, the send loop and the checks live in lib/ (client.hpp,
-// client_session.hpp, message_source.hpp, tls_client.hpp).
+// the connection, the send loop and the input are this folder's library
+// (client.hpp, message_source.hpp, backoff.hpp); the checks live in lib/
+// (client_session.hpp, tls_client.hpp).
 #include "config.hpp"
 
-#include "build_info.hpp"
 #include "client.hpp"
-#include "credentials.hpp"
-#include "escape.hpp"
+#include "keys/credentials.hpp"
+#include "keys/pin.hpp"
+#include "keys/psk.hpp"
 #include "message_source.hpp"
-#include "pin.hpp"
-#include "psk.hpp"
-#include "seal.hpp"
+#include "proto/escape.hpp"
+#include "proto/seal.hpp"
 #include "secmsg_config.h"
-#include "tls_client.hpp"
+#include "tls/build_info.hpp"
+#include "tls/tls_client.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -116,8 +117,19 @@ std::string seconds(std::chrono::steady_clock::duration d) {
     return buf;
 }
 
-int run(const Options& o, Mode mode) {
-    // Trust: exactly one of --pin, --insecure, CA verification.
+// A wiring step that cannot go on: it has said why, and secmsg exits with
+// `status`.
+struct Stop {
+    int status;
+};
+
+[[noreturn]] void stop(const std::string& why, int status) {
+    say(why);
+    throw Stop{status};
+}
+
+// Trust: exactly one of --pin, --insecure, CA verification.
+secmsg::tls::ClientOptions trust_options(const Options& o) {
     secmsg::tls::ClientOptions trust;
     trust.ca_file = o.ca_file;
     trust.server_name = o.server_name;
@@ -125,100 +137,123 @@ int run(const Options& o, Mode mode) {
     trust.insecure = o.insecure;
     trust.cert_file = o.cert;
     trust.key_file = o.key;
-    if (!o.pin.empty() && !secmsg::parse_pin(o.pin)) {
-        say("--pin " + o.pin + " is not a pin: expected sha256: and the base64 of 32 bytes "
-            "(secmsgd --init-credentials prints it)");
-        return usage;
-    }
+    if (!o.pin.empty() && !secmsg::parse_pin(o.pin))
+        stop("--pin " + o.pin + " is not a pin: expected sha256: and the base64 of 32 bytes "
+             "(secmsgd --init-credentials prints it)",
+             usage);
     if (o.insecure)
         say("warning: --insecure: the server's certificate is NOT verified; anyone between "
             "you and the server can impersonate it (use --ca-file or --pin instead)");
-    if (!o.insecure && o.pin.empty() && !o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0) {
-        say("cannot read CA file " + o.ca_file + ": " + std::strerror(errno) + " (check --ca-file)");
-        return no_input;
-    }
+    if (!o.insecure && o.pin.empty() && !o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0)
+        stop("cannot read CA file " + o.ca_file + ": " + std::strerror(errno) + " (check --ca-file)",
+             no_input);
+    return trust;
+}
 
-    if (o.psk_file.empty()) {
-        say("no PSK file: pass --psk-file FILE, set SECMSG_PSK_FILE, or put psk-file in " +
-            secmsg::cli::default_config_path());
-        return usage;
-    }
-    std::shared_ptr<const secmsg::FrameKeys> keys;
+// The keys that seal this run's messages: from the PSK file's first key.
+std::shared_ptr<const secmsg::FrameKeys> sealing_keys(const Options& o) {
+    if (o.psk_file.empty())
+        stop("no PSK file: pass --psk-file FILE, set SECMSG_PSK_FILE, or put psk-file in " +
+                 secmsg::cli::default_config_path(),
+             usage);
     try {
         const auto psk = secmsg::load_sender_psk(o.psk_file);  // the file's first key
-        keys = std::make_shared<const secmsg::FrameKeys>(psk.bytes());
+        return std::make_shared<const secmsg::FrameKeys>(psk.bytes());
     } catch (const secmsg::KeyFileError& e) {
-        say(e.what());
-        return no_input;
+        stop(e.what(), no_input);
     }
+}
 
-    std::shared_ptr<secmsg::tls::Context> ctx;
+// What the library found wrong with a TLS setting, and the secmsg option
+// that sets it (with how to fix it).
+std::string with_option(const secmsg::tls::TlsError& e) {
+    using secmsg::tls::Setting;
+    const std::string what = e.what();
+    switch (e.about()) {
+    case Setting::certificate: return what + " (--cert)";
+    case Setting::private_key: return what + " (--key)";
+    case Setting::certificate_pair:  // said in secmsg's own terms
+        return "--cert and --key go together: give both (secmsg --init-identity DIR makes a pair)";
+    case Setting::pin: return "--pin " + what + " (secmsgd --init-credentials prints it)";
+    case Setting::ca_file: return what + " (--ca-file)";
+    case Setting::trust_store: return what + " (install ca-certificates, or use --ca-file or --pin)";
+    case Setting::none:
+    case Setting::client_ca:
+    case Setting::allowed_client:
+    case Setting::tls_version: break;
+    }
+    return what;
+}
+
+std::shared_ptr<secmsg::tls::Context> client_context(const secmsg::tls::ClientOptions& trust) {
     try {
-        ctx = secmsg::tls::make_client_context(trust);
+        return secmsg::tls::make_client_context(trust);
     } catch (const secmsg::tls::TlsError& e) {
-        say(e.what());
-        return no_input;
+        stop(with_option(e), no_input);
     }
+}
 
-    // --whole: all of the input is read, within the largest message there
-    // can be, before anything is sent (and before connecting).
-    std::unique_ptr<secmsg::WholeSource> whole;
-    if (mode == Mode::pipe && o.whole) {
-        whole = std::make_unique<secmsg::WholeSource>(STDIN_FILENO, secmsg::max_max_payload);
-        try {
-            whole->read_to_end();
-        } catch (const secmsg::InputTooLarge& e) {
-            say(std::string("--whole: ") + e.what() + "; nothing was sent");
-            return data_err;
-        } catch (const std::system_error& e) {
-            say(std::string(e.what()) + " (standard input)");
-            return no_input;
-        }
+// Where the messages come from.  --whole: all of the input is read, within
+// the largest message there can be, before anything is sent (and before
+// connecting).
+std::unique_ptr<secmsg::MessageSource> message_source(const Options& o, Mode mode,
+                                                      const std::function<void()>& prompt) {
+    switch (mode) {
+    case Mode::interactive:
+        return std::make_unique<TypedLines>(prompt);
+    case Mode::one_shot:
+        return std::make_unique<secmsg::ListSource>(o.messages);
+    case Mode::pipe:
+        break;
     }
+    if (!o.whole) return std::make_unique<secmsg::LineSource>(STDIN_FILENO);
+    auto whole = std::make_unique<secmsg::WholeSource>(STDIN_FILENO, secmsg::max_max_payload);
+    try {
+        whole->read_to_end();
+    } catch (const secmsg::InputTooLarge& e) {
+        stop(std::string("--whole: ") + e.what() + "; nothing was sent", data_err);
+    } catch (const std::system_error& e) {
+        stop(std::string(e.what()) + " (standard input)", no_input);
+    }
+    return whole;
+}
 
+secmsg::DeliveryOptions delivery_options(const Options& o, Mode mode,
+                                         const secmsg::tls::ClientOptions& trust,
+                                         std::shared_ptr<secmsg::tls::Context> context,
+                                         std::shared_ptr<const secmsg::FrameKeys> keys) {
     secmsg::DeliveryOptions d;
     d.connect.host = o.host;
     d.connect.port = o.port;
     d.connect.server_name = o.server_name;
     d.connect.timeout = to_ms(o.connect_timeout);
-    d.context = ctx;
+    d.context = std::move(context);
     d.trust = trust;
-    d.keys = keys;
+    d.keys = std::move(keys);
     d.window = mode == Mode::interactive ? 1 : o.window;  // interactive: type, Enter, see the reply
     d.ack_timeout = to_ms(o.timeout);
     d.retry.retry_for = to_ms(o.retry_for);
-    const bool retrying = d.retry.retry_for.count() > 0;
+    return d;
+}
 
-    const auto prompt = [] { std::cout << "> " << std::flush; };
-    std::unique_ptr<secmsg::MessageSource> source;
+// How a message is named for people: its place in the input.
+std::string message_name(const Options& o, Mode mode, std::uint64_t number) {
     switch (mode) {
-    case Mode::interactive:
-        source = std::make_unique<TypedLines>(prompt);
-        break;
-    case Mode::pipe:
-        if (whole)
-            source = std::move(whole);
-        else
-            source = std::make_unique<secmsg::LineSource>(STDIN_FILENO);
-        break;
-    case Mode::one_shot:
-        source = std::make_unique<secmsg::ListSource>(o.messages);
-        break;
+    case Mode::pipe: return o.whole ? std::string("the message") : "line " + std::to_string(number + 1);
+    case Mode::one_shot: return "message " + std::to_string(number + 1) + " (-m)";
+    case Mode::interactive: break;
     }
+    return "message " + std::to_string(number + 1);
+}
 
-    // How messages are named for people: their place in the input.
-    const auto which = [&](std::uint64_t number) {
-        switch (mode) {
-        case Mode::pipe: return o.whole ? std::string("the message") : "line " + std::to_string(number + 1);
-        case Mode::one_shot: return "message " + std::to_string(number + 1) + " (-m)";
-        case Mode::interactive: break;
-        }
-        return "message " + std::to_string(number + 1);
-    };
-
+// What secmsg shows as the delivery goes: connections, acknowledgements,
+// messages not recorded, retries.  `o` must outlive the hooks.
+secmsg::DeliveryHooks progress_hooks(const Options& o, Mode mode, std::function<void()> prompt) {
+    const bool retrying = to_ms(o.retry_for).count() > 0;  // as delivery_options has it
+    const auto which = [&o, mode](std::uint64_t number) { return message_name(o, mode, number); };
     secmsg::DeliveryHooks hooks;
     hooks.name = which;
-    hooks.connected = [&](secmsg::Connection& conn, bool first, std::size_t resending) {
+    hooks.connected = [&o, mode, prompt](secmsg::Connection& conn, bool first, std::size_t resending) {
         auto& s = conn.session();
         const std::string details =
             s.version() + ", " + s.cipher() + ", " + secmsg::tls::key_exchange_group(s) +
@@ -233,7 +268,7 @@ int run(const Options& o, Mode mode) {
             prompt();
         }
     };
-    hooks.event = [&](const ClientSession::Event& e) {
+    hooks.event = [&o, mode, prompt, retrying, which](const ClientSession::Event& e) {
         using Kind = ClientSession::Event::Kind;
         if (e.kind == Kind::acked) {
             if (mode == Mode::interactive) {
@@ -252,24 +287,18 @@ int run(const Options& o, Mode mode) {
                 ") was NOT recorded by the server (ERROR 6: " + e.text + "); it will be sent again");
         }
     };
-    hooks.retrying = [&](const std::string& line, bool idle) {
+    hooks.retrying = [mode, prompt](const std::string& line, bool idle) {
         if (mode == Mode::interactive && idle) std::cout << '\n' << std::flush;  // after the prompt
         say(line);
         if (mode == Mode::interactive && idle) prompt();
     };
+    return hooks;
+}
 
-    const auto start = std::chrono::steady_clock::now();
-    secmsg::RunReport r;
-    try {
-        r = secmsg::deliver(d, *source, hooks);
-    } catch (const std::system_error& e) {
-        say(std::string(e.what()) + " (standard input)");
-        return no_input;
-    } catch (const secmsg::InputTooLarge& e) {
-        say(std::string(e.what()) + " (standard input); it was not sent");
-        return data_err;
-    }
-    const auto took = std::chrono::steady_clock::now() - start;
+// Says how the run ended (its failure; in pipe mode the summary line) and
+// returns secmsg's exit status.
+int conclude(const Options& o, Mode mode, const secmsg::RunReport& r,
+             std::chrono::steady_clock::duration took) {
     if (mode == Mode::interactive && r.failure != Failure::none && r.connections > 0)
         std::cout << '\n' << std::flush;
     if (r.failure != Failure::none) say(r.error);
@@ -285,33 +314,46 @@ int run(const Options& o, Mode mode) {
     return r.not_recorded > 0 ? temp_fail : ok;
 }
 
-}  // namespace
+int run(const Options& o, Mode mode) {
+    const auto trust = trust_options(o);
+    auto keys = sealing_keys(o);
+    auto context = client_context(trust);
+    const std::function<void()> prompt = [] { std::cout << "> " << std::flush; };
+    const auto source = message_source(o, mode, prompt);
+    const auto options = delivery_options(o, mode, trust, std::move(context), std::move(keys));
+    const auto hooks = progress_hooks(o, mode, prompt);
 
-int main(int argc, char** argv) {
-    std::signal(SIGPIPE, SIG_IGN);
+    const auto start = std::chrono::steady_clock::now();
+    secmsg::RunReport r;
+    try {
+        r = secmsg::deliver(options, *source, hooks);
+    } catch (const std::system_error& e) {
+        stop(std::string(e.what()) + " (standard input)", no_input);
+    } catch (const secmsg::InputTooLarge& e) {
+        stop(std::string(e.what()) + " (standard input); it was not sent", data_err);
+    }
+    return conclude(o, mode, r, std::chrono::steady_clock::now() - start);
+}
 
-    CLI::App app{"secmsg: send messages to secmsgd over TLS, each sealed with a pre-shared key.\n"
-                 "Interactive when standard input is a terminal; otherwise each input line is\n"
-                 "one message.  Exit status: 0 all acknowledged, 64 usage, 65 input too large,\n"
-                 "66 file missing, 69 server unreachable, 75 not recorded or connection lost\n"
-                 "(after --retry-for; resend later), 76 protocol error, 77 certificate or pin\n"
-                 "rejected.\n"
-                 "See secmsg(1).",
-                 "secmsg"};
-    Options o;
-    std::string host, port_text, retry_text;
+// Option values that are checked after the configuration file filled in
+// what the command line left out.
+struct OptionTexts {
+    std::string host, port, retry_for;
+};
+
+void add_options(CLI::App& app, Options& o, OptionTexts& texts) {
     app.add_option("-m,--message", o.messages, "send TEXT as one message (repeatable) and exit")
         ->type_name("TEXT");
     app.add_flag("--whole", o.whole, "send all of standard input as one message (binary-safe)");
-    app.add_option("--host", host, "server address or name (default 127.0.0.1; IPv6 as ::1 or [::1])");
-    app.add_option("-p,--port", port_text, "server port (default 8443)");
+    app.add_option("--host", texts.host, "server address or name (default 127.0.0.1; IPv6 as ::1 or [::1])");
+    app.add_option("-p,--port", texts.port, "server port (default 8443)");
     app.add_option("--connect-timeout", o.connect_timeout,
                    "seconds to connect and complete TLS (default 10)")
         ->check(CLI::PositiveNumber);
     app.add_option("--timeout", o.timeout,
                    "seconds to wait for an acknowledgement (default 30)")
         ->check(CLI::PositiveNumber);
-    app.add_option("--retry-for", retry_text,
+    app.add_option("--retry-for", texts.retry_for,
                    "seconds to keep reconnecting and resending after a failure that may pass "
                    "(default 60; 0: exit at the first failure)")
         ->type_name("SECONDS");
@@ -346,33 +388,30 @@ int main(int argc, char** argv) {
         if (opt->get_name() != "--message" && opt->get_type_size() != 0)
             opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
+}
+
+// --init-identity: makes the client's key and certificate where missing
+// and prints them with the pin; nothing is sent.
+int init_identity(const Options& o) {
     try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        if (e.get_exit_code() == 0) return app.exit(e);
-        say(e.what() + std::string(" (see secmsg --help)"));
-        return usage;
+        const auto r = secmsg::init_client_identity(o.init_identity, secmsg::parse_key_type(o.key_type));
+        std::cout << secmsg::format_report(r)
+                  << "use it with: secmsg --cert " << r.cert_file << " --key " << r.key_file << "\n"
+                  << "allow it on the server with: --allow-client " << r.pin << "\n";
+        return ok;
+    } catch (const std::exception& e) {
+        stop(e.what(), no_input);
     }
+}
 
-    if (!o.init_identity.empty()) {
-        try {
-            std::cout << secmsg::format_report(secmsg::init_client_identity(
-                o.init_identity, secmsg::parse_key_type(o.key_type)));
-            return ok;
-        } catch (const std::exception& e) {
-            say(e.what());
-            return no_input;
-        }
-    }
-
-    // Defaults: command line, then $SECMSG_PSK_FILE (PSK only), then the
-    // configuration file.
+// Defaults for what the command line left out: $SECMSG_PSK_FILE (PSK
+// only), then the configuration file.
+void read_defaults(const CLI::App& app, Options& o, OptionTexts& texts) {
     std::map<std::string, std::string> config;
     try {
         config = secmsg::cli::read_config(secmsg::cli::default_config_path());
     } catch (const secmsg::cli::ConfigError& e) {
-        say(e.what());
-        return e.unreadable() ? no_input : usage;
+        stop(e.what(), e.unreadable() ? no_input : usage);
     }
     const auto from_config = [&](const char* key, const char* option, std::string& into) {
         if (app.count(option) == 0)
@@ -381,51 +420,88 @@ int main(int argc, char** argv) {
     if (app.count("--psk-file") == 0)
         if (const char* env = std::getenv("SECMSG_PSK_FILE"); env && *env) o.psk_file = env;
     if (o.psk_file.empty()) from_config("psk-file", "--psk-file", o.psk_file);
-    from_config("host", "--host", host);
-    from_config("port", "--port", port_text);
+    from_config("host", "--host", texts.host);
+    from_config("port", "--port", texts.port);
     from_config("ca-file", "--ca-file", o.ca_file);
     from_config("server-name", "--server-name", o.server_name);
     from_config("pin", "--pin", o.pin);
     from_config("cert", "--cert", o.cert);
     from_config("key", "--key", o.key);
-    from_config("retry-for", "--retry-for", retry_text);
+    from_config("retry-for", "--retry-for", texts.retry_for);
+}
 
+// The host (without IPv6 brackets), the port and --retry-for from their texts.
+void resolve_texts(Options& o, const OptionTexts& texts) {
+    std::string host = texts.host;
     if (!host.empty()) {
         if (host.size() > 2 && host.front() == '[' && host.back() == ']')
             host = host.substr(1, host.size() - 2);
         o.host = host;
     }
-    if (!port_text.empty()) {
+    if (!texts.port.empty()) {
         char* end = nullptr;
-        const long p = std::strtol(port_text.c_str(), &end, 10);
-        if (!end || *end || p < 1 || p > 65535) {
-            say("port " + port_text + " is not a number from 1 to 65535 (check --port)");
-            return usage;
-        }
+        const long p = std::strtol(texts.port.c_str(), &end, 10);
+        if (!end || *end || p < 1 || p > 65535)
+            stop("port " + texts.port + " is not a number from 1 to 65535 (check --port)", usage);
         o.port = static_cast<std::uint16_t>(p);
     }
-    if (!retry_text.empty()) {
+    if (!texts.retry_for.empty()) {
         char* end = nullptr;
-        const double t = std::strtod(retry_text.c_str(), &end);
-        if (!end || *end || !(t >= 0) || t > 1e9) {
-            say("retry-for " + retry_text + " is not a number of seconds from 0 (check --retry-for)");
-            return usage;
-        }
+        const double t = std::strtod(texts.retry_for.c_str(), &end);
+        if (!end || *end || !(t >= 0) || t > 1e9)
+            stop("retry-for " + texts.retry_for +
+                     " is not a number of seconds from 0 (check --retry-for)",
+                 usage);
         o.retry_for = t;
     }
-    if ((o.insecure ? 1 : 0) + (o.pin.empty() ? 0 : 1) > 1) {
-        say("--insecure and --pin contradict each other: choose one");
-        return usage;
-    }
-    if (o.whole && !o.messages.empty()) {
-        say("--whole reads standard input; it cannot be combined with -m");
+}
+
+void check_combinations(const Options& o) {
+    if ((o.insecure ? 1 : 0) + (o.pin.empty() ? 0 : 1) > 1)
+        stop("--insecure and --pin contradict each other: choose one", usage);
+    if (o.whole && !o.messages.empty())
+        stop("--whole reads standard input; it cannot be combined with -m", usage);
+}
+
+// -m: one-shot; a terminal: interactive; otherwise lines (or --whole) from a pipe.
+Mode mode_for(const Options& o) {
+    if (!o.messages.empty()) return Mode::one_shot;
+    if (!o.whole && ::isatty(STDIN_FILENO)) return Mode::interactive;
+    return Mode::pipe;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::signal(SIGPIPE, SIG_IGN);
+
+    CLI::App app{"secmsg: send messages to secmsgd over TLS, each sealed with a pre-shared key.\n"
+                 "Interactive when standard input is a terminal; otherwise each input line is\n"
+                 "one message.  Exit status: 0 all acknowledged, 64 usage, 65 input too large,\n"
+                 "66 file missing, 69 server unreachable, 75 not recorded or connection lost\n"
+                 "(after --retry-for; resend later), 76 protocol error, 77 certificate or pin\n"
+                 "rejected.\n"
+                 "See secmsg(1).",
+                 "secmsg"};
+    Options o;
+    OptionTexts texts;
+    add_options(app, o, texts);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        if (e.get_exit_code() == 0) return app.exit(e);
+        say(e.what() + std::string(" (see secmsg --help)"));
         return usage;
     }
 
-    Mode mode = Mode::pipe;
-    if (!o.messages.empty())
-        mode = Mode::one_shot;
-    else if (!o.whole && ::isatty(STDIN_FILENO))
-        mode = Mode::interactive;
-    return run(o, mode);
+    try {
+        if (!o.init_identity.empty()) return init_identity(o);
+        read_defaults(app, o, texts);
+        resolve_texts(o, texts);
+        check_combinations(o);
+        return run(o, mode_for(o));
+    } catch (const Stop& s) {
+        return s.status;
+    }
 }

@@ -1,9 +1,9 @@
 // The per-connection state machine (see connection.hpp).
 #include "connection.hpp"
 
+#include "io/proxy_header.hpp"
 #include "log.hpp"
-#include "payload.hpp"
-#include "proxy_header.hpp"
+#include "proto/payload.hpp"
 
 #include <sodium.h>
 
@@ -41,8 +41,7 @@ Connection::Connection(Shared& shared, Fd fd, tls::Session session, std::string 
       peer_(std::move(peer)),
       id_(id),
       tls_(std::move(session)),
-      channel_(std::move(keys), Role::server, shared.limits.max_payload),
-      reader_(shared.limits.max_payload),
+      session_(std::move(keys), shared.limits.max_payload, shared.scratch),
       timer_(shared.reactor, [this] { on_timer(); }),
       started_(Clock::now()),
       last_activity_(started_) {
@@ -95,7 +94,7 @@ void Connection::step() {
         }
         if (state_ == State::draining && read_drained_ && !input_stopped()) {
             // Everything the client had sent is answered: say goodbye.
-            queue_error(ProtoError::shutting_down, no_seq, describe(ProtoError::shutting_down));
+            session_.shutting_down(out_.queue());
             enter_closing(CloseReason::server_shutdown);
         }
     }
@@ -148,7 +147,7 @@ void Connection::do_handshake() {
 // here and of raw bytes and records in the TLS session (revisit).
 void Connection::read_input() {
     // Frames kept from an earlier pass first.
-    reader_.feed({});
+    session_.feed({});
     read_drained_ = false;  // only a want-read in this call says the input is all in
     if (!process_frames()) return;
     for (int budget = shared_.limits.reads_per_pass; !input_stopped(); --budget) {
@@ -162,7 +161,7 @@ void Connection::read_input() {
         case tls::Io::done:
             bytes_in_ += r.bytes;
             last_activity_ = Clock::now();
-            reader_.feed(std::span<const std::uint8_t>(shared_.rbuf).first(r.bytes));
+            session_.feed(std::span<const std::uint8_t>(shared_.rbuf).first(r.bytes));
             if (!process_frames()) return;
             continue;
         case tls::Io::want_read:
@@ -171,7 +170,7 @@ void Connection::read_input() {
                 return;
             }
             read_drained_ = true;
-            reader_.shrink();  // drop a large idle buffer (a partial frame stays)
+            session_.shrink();  // drop a large idle buffer (a partial frame stays)
             account_partial();
             return;
         case tls::Io::want_write:
@@ -180,11 +179,11 @@ void Connection::read_input() {
             return;
         case tls::Io::closed:
             // The client is done sending: answer what came, then close.
-            enter_closing(reader_.has_buffered() ? CloseReason::client_gone_mid_frame
+            enter_closing(session_.has_buffered() ? CloseReason::client_gone_mid_frame
                                                  : CloseReason::client_closed);
             return;
         case tls::Io::failed:
-            if (reader_.has_buffered()) {
+            if (session_.has_buffered()) {
                 close_now(CloseReason::client_gone_mid_frame);
             } else {
                 warn("TLS read failed: " + tls_->error_text());
@@ -195,38 +194,43 @@ void Connection::read_input() {
     }
 }
 
-// Handles whole frames until the reader needs more.  False when it stopped
-// early (waiting for the recorder, output bound, frame budget, fatal
-// error); any input not consumed yet is then kept by the reader.
+// Handles whole messages until the session needs more input.  False when
+// it stopped early (waiting for the recorder, output bound, frame budget,
+// a wrong frame); any input not used yet is then kept by the session.
 bool Connection::process_frames() {
     for (int budget = shared_.limits.frames_per_pass;; --budget) {
         if (record_wait_ != RecordWait::none) {
-            reader_.retain();
+            session_.retain();
             return false;
         }
-        if (reader_.has_buffered() && !shared_.recorder.has_room(*this)) {
+        if (session_.has_buffered() && !shared_.recorder.has_room(*this)) {
             // The recorder calls record_room() when it has room again.
             record_wait_ = RecordWait::room;
             if (record_since_ == Clock::time_point{}) record_since_ = Clock::now();
-            reader_.retain();
+            session_.retain();
             return false;
         }
         if (pending_output() >= shared_.limits.max_output) {
-            reader_.retain();
+            session_.retain();
             input_paused_ = true;
             return false;
         }
         if (budget == 0) {
-            reader_.retain();
+            session_.retain();
             shared_.reactor.revisit(this);
             return false;
         }
-        auto next = reader_.next();
+        const auto next = session_.next(out_.queue());
         switch (next.kind) {
-        case FrameReader::Next::Kind::need_more: return true;
-        case FrameReader::Next::Kind::error: fatal(next.error, no_seq); return false;
-        case FrameReader::Next::Kind::frame:
-            handle_frame(next.frame);
+        case ServerSession::Next::Kind::need_more: return true;
+        case ServerSession::Next::Kind::failed:
+            // Its ERROR is sealed: send it, then close.
+            warn(std::string(describe(next.error)) + " (ERROR " +
+                 std::to_string(static_cast<int>(next.error)) + "), closing");
+            enter_closing(CloseReason::protocol_error);
+            return false;
+        case ServerSession::Next::Kind::message:
+            handle_message(next);
             if (state_ != State::open && state_ != State::draining) return false;
             break;
         }
@@ -254,47 +258,38 @@ bool Connection::check_control_records() {
     return false;
 }
 
-void Connection::handle_frame(std::span<const std::uint8_t> frame) {
-    Opened o = channel_.open(frame, shared_.scratch);
-    if (o.error != ProtoError::ok) {
-        fatal(o.error, o.error == ProtoError::auth ? no_seq : o.seq);
-        return;
-    }
-    ++frames_in_;
-    const Digest digest = sha256(o.plaintext);
-    const std::string id = record_id_ + "-" + std::to_string(o.seq);
+// Records the message; answers it now, or once the recorder says.
+void Connection::handle_message(const ServerSession::Next& m) {
+    const std::string id = record_id_ + "-" + std::to_string(m.seq);
     MessageInfo info;
     info.peer = peer_;
     info.conn = id_;
     info.id = id;
-    info.seq = o.seq;
-    info.payload = o.plaintext;
-    info.sha256 = &digest;
+    info.seq = m.seq;
+    info.payload = m.message;
+    info.sha256 = &m.digest;
     info.via = identity_.via;
     info.client = identity_.client;
     info.client_pin = identity_.client_pin;
-    info.key = channel_.key_fingerprint();
+    info.key = session_.key_fingerprint();
     const auto since = record_since_ == Clock::time_point{} ? Clock::now() : record_since_;
     record_since_ = {};
     auto r = shared_.recorder.record(info, *this, since);
     switch (r.status) {
-    case RecordResult::Status::recorded: answer_recorded(o.seq, digest); return;
-    case RecordResult::Status::not_recorded: answer_not_recorded(o.seq, r.reason); return;
+    case RecordResult::Status::recorded: answer_recorded(m.seq, m.digest); return;
+    case RecordResult::Status::not_recorded: answer_not_recorded(m.seq, r.reason); return;
     case RecordResult::Status::queued:
         // Input stays paused until record_done(): answers keep the MSG order.
         record_wait_ = RecordWait::outcome;
-        queued_seq_ = o.seq;
-        queued_digest_ = digest;
+        queued_seq_ = m.seq;
+        queued_digest_ = m.digest;
         return;
     }
 }
 
 void Connection::answer_recorded(std::uint64_t seq, const Digest& digest) {
-    auto& p = shared_.payload_buf;
-    p.clear();
-    build_ack(seq, digest, "recorded id=" + record_id_ + "-" + std::to_string(seq), p);
-    channel_.seal(FrameType::ack, p, out_);
-    ++frames_out_;
+    session_.acknowledge(seq, digest, "recorded id=" + record_id_ + "-" + std::to_string(seq),
+                         out_.queue());
 }
 
 void Connection::answer_not_recorded(std::uint64_t seq, const std::string& why) {
@@ -303,21 +298,16 @@ void Connection::answer_not_recorded(std::uint64_t seq, const std::string& why) 
         record_error_logged_ = true;
     }
     ++not_recorded_;
-    auto& p = shared_.payload_buf;
-    p.clear();
-    build_error(static_cast<std::uint16_t>(ProtoError::not_recorded), seq,
-                "message not recorded (" + why + "); it may be resent", p);
-    channel_.seal(FrameType::error, p, out_);
-    ++frames_out_;
+    session_.not_recorded(seq, "message not recorded (" + why + "); it may be resent", out_.queue());
 }
 
-void Connection::record_done(const std::string& reason) {
+void Connection::record_done(const RecordResult& outcome) {
     if (record_wait_ != RecordWait::outcome || state_ == State::closed) return;
     record_wait_ = RecordWait::none;
-    if (reason.empty())
+    if (outcome.status == RecordResult::Status::recorded)
         answer_recorded(queued_seq_, queued_digest_);
     else
-        answer_not_recorded(queued_seq_, reason);
+        answer_not_recorded(queued_seq_, outcome.reason);
     shared_.reactor.revisit(this);
 }
 
@@ -337,63 +327,32 @@ void Connection::warn(const std::string& what) {
         failure_ = what;
 }
 
-void Connection::fatal(ProtoError e, std::uint64_t ref_seq) {
-    warn(std::string(describe(e)) + " (ERROR " + std::to_string(static_cast<int>(e)) + "), closing");
-    queue_error(e, ref_seq, describe(e));
-    enter_closing(CloseReason::protocol_error);
-}
-
-void Connection::queue_error(ProtoError e, std::uint64_t ref_seq, std::string_view reason) {
-    auto& p = shared_.payload_buf;
-    p.clear();
-    build_error(static_cast<std::uint16_t>(e), ref_seq, reason, p);
-    channel_.seal(FrameType::error, p, out_);
-    ++frames_out_;
-}
-
 // Writes until everything is out or TLS wants to wait.  False when the
 // connection closed.  Resumes paused input once the output is below half
 // the bound (through the revisit list: no new edge will come for input
 // that already waits).
 bool Connection::flush() {
-    if (wbuf_.empty() && tls_->output_blocked()) {
-        // TLS's own output leaves before anything of ours.
-        switch (tls_->flush()) {
-        case tls::Io::done: break;
-        case tls::Io::want_write:
-        case tls::Io::want_read: return true;  // EPOLLOUT continues
-        case tls::Io::closed: close_now(CloseReason::client_closed); return false;
-        case tls::Io::failed:
-            warn("TLS write failed: " + tls_->error_text());
-            close_now(CloseReason::write_failed);
-            return false;
-        }
+    const auto r = out_.flush(*tls_);
+    if (r.bytes > 0) {
+        bytes_out_ += r.bytes;
+        last_activity_ = Clock::now();
     }
-    for (;;) {
-        if (wbuf_.empty()) {
-            if (out_.empty()) break;
-            wbuf_.swap(out_);
-        }
-        auto r = tls_->write(wbuf_);
-        if (r.status == tls::Io::done) {
-            bytes_out_ += wbuf_.size();
-            last_activity_ = Clock::now();
-            wbuf_.clear();
-            if (wbuf_.capacity() > (256u << 10)) wbuf_.shrink_to_fit();
-            continue;
-        }
-        if (r.status == tls::Io::want_write || r.status == tls::Io::want_read) break;
-        if (r.status == tls::Io::closed) {
-            close_now(CloseReason::client_closed);
-        } else {
-            warn("TLS write failed: " + tls_->error_text());
-            close_now(CloseReason::write_failed);
-        }
+    switch (r.status) {
+    case tls::Io::done:
+    case tls::Io::want_write:  // EPOLLOUT continues
+    case tls::Io::want_read:
+        break;
+    case tls::Io::closed:
+        close_now(CloseReason::client_closed);
+        return false;
+    case tls::Io::failed:
+        warn("TLS write failed: " + tls_->error_text());
+        close_now(CloseReason::write_failed);
         return false;
     }
     if (input_paused_ && pending_output() < shared_.limits.max_output / 2) {
         input_paused_ = false;
-        if (out_.capacity() > (256u << 10)) out_.shrink_to_fit();
+        out_.trim();
         shared_.reactor.revisit(this);
     }
     return true;
@@ -440,13 +399,13 @@ void Connection::do_lingering() {
 // frame deadline to when its partial frame began.
 void Connection::account_partial() {
     if (state_ == State::closed) return;
-    const auto now_held = reader_.capacity();
+    const auto now_held = session_.input_capacity();
     shared_.partial_bytes += now_held;
     shared_.partial_bytes -= partial_counted_;
     partial_counted_ = now_held;
     if (shared_.partial_bytes > shared_.limits.max_partial_input && shared_.over_budget)
         shared_.over_budget();
-    if (!reader_.mid_frame()) {
+    if (!session_.mid_frame()) {
         frame_started_ = {};
     } else if (frame_started_ == Clock::time_point{}) {
         frame_started_ = Clock::now();
@@ -526,8 +485,8 @@ void Connection::close_now(CloseReason why) {
                   static_cast<long long>(ms % 1000));
     std::string line =
         who() + " closed: tls " + (tls_version_.empty() ? "-" : tls_version_ + " " + tls_cipher_) +
-        ", in " + std::to_string(frames_in_) + " frames " + std::to_string(bytes_in_) +
-        " bytes, out " + std::to_string(frames_out_) + " frames " + std::to_string(bytes_out_) +
+        ", in " + std::to_string(session_.frames_in()) + " frames " + std::to_string(bytes_in_) +
+        " bytes, out " + std::to_string(session_.frames_out()) + " frames " + std::to_string(bytes_out_) +
         " bytes, " + (not_recorded_ ? std::to_string(not_recorded_) + " not recorded, " : "") +
         "duration " + dur + ", reason " + describe(reason_) +
         (identity_.client.empty() ? "" : ", client=" + identity_.client);

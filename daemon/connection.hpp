@@ -1,8 +1,12 @@
-// One client connection: a state machine with one entry point
-// (on_events), driven by the reactor.  TLS's own wants are kept apart from
-// the application's: the connection always drains what it can (write
-// until want-write, read until want-read) and remembers, through the
-// reactor's revisit list, when it stopped early on purpose.
+// One client connection: I/O, timers and lifecycle around a ServerSession
+// (lib/proto/server_session.hpp: frames in, messages out, answers sealed),
+// as a state machine with one entry point (on_events), driven by the
+// reactor.  The socket is registered once for EPOLLIN and EPOLLOUT
+// (edge-triggered) and every entry, whichever edge fired, does all it can
+// in its state: write until TLS wants to wait, read until want-read.  So
+// what TLS waits for needs no bookkeeping here; what does is stopping
+// early on purpose (budgets, backpressure), which the reactor's revisit
+// list remembers.
 //
 //   handshaking -> open -> draining (SIGTERM) -> closing -> lingering -> closed
 //                     \____________________________/^
@@ -23,12 +27,12 @@
 #pragma once
 
 #include "failure_log.hpp"
-#include "fd.hpp"
-#include "frame_reader.hpp"
-#include "reactor.hpp"
+#include "io/fd.hpp"
+#include "io/reactor.hpp"
+#include "proto/server_session.hpp"
 #include "recorder.hpp"
-#include "seal.hpp"
-#include "tls.hpp"
+#include "tls/output.hpp"
+#include "tls/tls.hpp"
 
 #include <array>
 #include <chrono>
@@ -93,8 +97,7 @@ struct Shared {
     Recorder& recorder;
     Limits limits;
     std::vector<std::uint8_t> rbuf = std::vector<std::uint8_t>(16384 + 512);
-    std::vector<std::uint8_t> scratch;
-    std::vector<std::uint8_t> payload_buf;
+    ServerScratch scratch;
     FailureLog* failures = nullptr;  // lines about unauthenticated connections
     // Memory held by all frame readers (partial frames); over the budget,
     // over_budget() runs (once per pass: the server sheds the largest).
@@ -144,7 +147,7 @@ public:
     void abort(CloseReason why);
 
     // RecordClient: the queued message's outcome; room to offer again.
-    void record_done(const std::string& reason) override;
+    void record_done(const RecordResult& outcome) override;
     void record_room() override;
 
     State state() const { return state_; }
@@ -159,14 +162,12 @@ private:
     void do_handshake();
     void read_input();
     bool process_frames();
-    void handle_frame(std::span<const std::uint8_t> frame);
+    void handle_message(const ServerSession::Next& m);
     void answer_recorded(std::uint64_t seq, const Digest& digest);
     void answer_not_recorded(std::uint64_t seq, const std::string& why);
     bool input_stopped() const { return input_paused_ || record_wait_ != RecordWait::none; }
-    void fatal(ProtoError e, std::uint64_t ref_seq);
     void warn(const std::string& what);
-    bool authenticated() const { return frames_in_ > 0; }
-    void queue_error(ProtoError e, std::uint64_t ref_seq, std::string_view reason);
+    bool authenticated() const { return session_.authenticated(); }
     bool flush();
     void do_closing();
     void do_lingering();
@@ -180,7 +181,7 @@ private:
     // Everything waiting to leave: sealed frames, the write TLS holds, and
     // TLS's own output (KeyUpdate answers) that the peer has not read.
     std::size_t pending_output() const {
-        return out_.size() + wbuf_.size() + (tls_ ? tls_->pending_output() : 0);
+        return tls_ ? out_.pending(*tls_) : out_.size();
     }
 
     Shared& shared_;
@@ -191,10 +192,8 @@ private:
     State state_ = State::handshaking;
     CloseReason reason_ = CloseReason::none;
     std::optional<tls::Session> tls_;
-    Channel channel_;
-    FrameReader reader_;
-    std::vector<std::uint8_t> out_;   // sealed frames not yet given to TLS
-    std::vector<std::uint8_t> wbuf_;  // given to TLS, retried as-is after want-write
+    ServerSession session_;
+    tls::Output out_;  // sealed frames not yet taken by TLS
     // What the connection waits for from the recorder, if anything.
     enum class RecordWait { none, room, outcome };
     RecordWait record_wait_ = RecordWait::none;
@@ -215,7 +214,7 @@ private:
     std::uint64_t control_base_ = 0;     // records_without_data when it started
     std::string tls_version_;
     std::string tls_cipher_;
-    std::uint64_t frames_in_ = 0, bytes_in_ = 0, frames_out_ = 0, bytes_out_ = 0;
+    std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
     std::uint64_t not_recorded_ = 0;
 };
 

@@ -13,7 +13,7 @@
 // Authenticated connections keep their own summary line (connection.cpp).
 #pragma once
 
-#include "reactor.hpp"
+#include "io/reactor.hpp"
 
 #include <chrono>
 #include <cstdint>

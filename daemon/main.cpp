@@ -1,18 +1,18 @@
 // secmsgd: options (command line and configuration file), credentials,
 // listeners, and the wiring of the server to the loop, signals and systemd.
-#include "build_info.hpp"
-#include "cidr.hpp"
-#include "credentials.hpp"
+#include "io/cidr.hpp"
+#include "io/net.hpp"
+#include "io/reactor.hpp"
+#include "keys/credentials.hpp"
+#include "keys/psk.hpp"
 #include "log.hpp"
-#include "net.hpp"
 #include "notify.hpp"
-#include "psk.hpp"
-#include "reactor.hpp"
 #include "recorder.hpp"
 #include "secmsg_config.h"
 #include "server.hpp"
 #include "stderr_stream.hpp"
-#include "tls.hpp"
+#include "tls/build_info.hpp"
+#include "tls/tls.hpp"
 
 #include <CLI/CLI.hpp>
 #include <systemd/sd-daemon.h>
@@ -63,8 +63,8 @@ struct Options {
 };
 
 // A configuration problem: one line for the user, exit_config.
-struct ConfigError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+struct ConfigError : SetupError {
+    using SetupError::SetupError;
 };
 
 std::chrono::milliseconds seconds_opt(double s, const char* name) {
@@ -239,6 +239,78 @@ std::string status_text(const Server& server) {
            record_figures(server.record_stats());
 }
 
+// An error for people: what failed, and for a TLS setting, the secmsgd
+// option that sets it (and how to fix it).
+std::string explain(const std::exception& e) {
+    const auto* tls_error = dynamic_cast<const tls::TlsError*>(&e);
+    const std::string what = e.what();
+    if (!tls_error) return what;
+    switch (tls_error->about()) {
+    case tls::Setting::certificate: return what + " (--cert)";
+    case tls::Setting::private_key: return what + " (--key)";
+    case tls::Setting::client_ca: return what + " (--client-ca)";
+    case tls::Setting::allowed_client:
+        return what + " (--allow-client; secmsg --init-identity prints a client's pin)";
+    case tls::Setting::tls_version: return what + " (--tls-min-version 1.2)";
+    case tls::Setting::none:
+    case tls::Setting::certificate_pair:
+    case tls::Setting::pin:
+    case tls::Setting::ca_file:
+    case tls::Setting::trust_store: break;
+    }
+    return what;
+}
+
+// Listens on the sockets systemd passed (socket activation), or else on
+// each endpoint; returns where, for the start line.
+std::string add_listeners(Server& server, const Options& o, const std::vector<net::Endpoint>& eps) {
+    std::string where;
+    auto activated = activated_sockets();
+    if (!activated.empty()) {
+        for (auto& fd : activated) {
+            where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
+            server.add_listener(std::move(fd));
+        }
+        return where + " (socket activation)";
+    }
+    for (const auto& ep : eps) {
+        Fd fd = net::listen_tcp(ep, {.reuse_port = o.reuse_port});
+        where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
+        server.add_listener(std::move(fd));
+    }
+    return where;
+}
+
+// SIGHUP: the credentials and client options read again, for new
+// connections; on any error the previous ones stay.
+void reload(Server& server, Notifier& notifier, Options& o) {
+    notifier.reloading();
+    try {
+        Options next = o;
+        reread_client_options(next);
+        auto fresh = load_credentials(next);
+        const auto keys = key_list(*fresh.keys);
+        server.set_credentials(std::move(fresh));
+        o = std::move(next);
+        log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " +
+                    o.psk_file + " " + keys + client_summary(o) + " for new connections");
+    } catch (const std::exception& e) {
+        log::error("reload failed, keeping the previous credentials: " + explain(e));
+    }
+    notifier.ready();
+}
+
+// SIGTERM, SIGINT: no new connections; the open ones finish within `bound`,
+// then the loop stops.
+void shut_down(Server& server, Notifier& notifier, Reactor& reactor, int sig,
+               std::chrono::milliseconds bound) {
+    log::notice(std::string("shutting down on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+                ": " + std::to_string(server.connections()) + " connections to finish within " +
+                std::to_string(bound.count()) + " ms");
+    notifier.stopping();
+    server.begin_shutdown(bound, [&reactor] { reactor.stop(); });
+}
+
 int run(Options& o) {
     Limits limits;
     limits.handshake_timeout = seconds_opt(o.handshake_timeout, "--handshake-timeout");
@@ -287,50 +359,17 @@ int run(Options& o) {
     const std::string proxy_note = describe_proxy_sources(proxy_from);
     server.set_proxy_sources(std::move(proxy_from));
 
-    std::string where;
-    auto activated = activated_sockets();
-    if (!activated.empty()) {
-        for (auto& fd : activated) {
-            where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
-            server.add_listener(std::move(fd));
-        }
-        where += " (socket activation)";
-    } else {
-        for (const auto& ep : eps) {
-            Fd fd = net::listen_tcp(ep, {.reuse_port = o.reuse_port});
-            where += (where.empty() ? "" : ", ") + net::local_address(fd.get());
-            server.add_listener(std::move(fd));
-        }
-    }
+    const std::string where = add_listeners(server, o, eps);
 
     Notifier notifier(reactor, [&server] { return status_text(server); });
     server.on_change = [&notifier] { notifier.changed(); };
 
     SignalWatcher signals(reactor, {SIGTERM, SIGINT, SIGHUP}, [&](int sig) {
-        if (sig == SIGHUP) {
-            if (server.shutting_down()) return;
-            notifier.reloading();
-            try {
-                Options next = o;
-                reread_client_options(next);
-                auto fresh = load_credentials(next);
-                const auto keys = key_list(*fresh.keys);
-                server.set_credentials(std::move(fresh));
-                o = std::move(next);
-                log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " +
-                            o.psk_file + " " + keys + client_summary(o) + " for new connections");
-            } catch (const std::exception& e) {
-                log::error(std::string("reload failed, keeping the previous credentials: ") + e.what());
-            }
-            notifier.ready();
-            return;
-        }
         if (server.shutting_down()) return;
-        log::notice(std::string("shutting down on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
-                    ": " + std::to_string(server.connections()) + " connections to finish within " +
-                    std::to_string(shutdown_bound.count()) + " ms");
-        notifier.stopping();
-        server.begin_shutdown(shutdown_bound, [&reactor] { reactor.stop(); });
+        if (sig == SIGHUP)
+            reload(server, notifier, o);
+        else
+            shut_down(server, notifier, reactor, sig, shutdown_bound);
     });
 
     log::notice(std::string("secmsgd ") + SECMSG_VERSION + " listening on " + where + "; TLS " +
@@ -434,14 +473,8 @@ int main(int argc, char** argv) {
             return 0;
         }
         return run(o);
-    } catch (const ConfigError& e) {
-        log::error(e.what());
-        return exit_config;
-    } catch (const tls::TlsError& e) {
-        log::error(e.what());
-        return exit_config;
-    } catch (const KeyFileError& e) {
-        log::error(e.what());
+    } catch (const SetupError& e) {  // configuration, credentials, TLS settings
+        log::error(explain(e));
         return exit_config;
     } catch (const net::NetError& e) {
         log::error(e.what());

@@ -9,8 +9,8 @@
 // simply sent again next time.  Without NOTIFY_SOCKET every call is a no-op.
 #pragma once
 
-#include "fd.hpp"
-#include "reactor.hpp"
+#include "io/fd.hpp"
+#include "io/reactor.hpp"
 
 #include <deque>
 #include <functional>

@@ -19,9 +19,9 @@
 #pragma once
 
 #include "failure_log.hpp"
-#include "fd.hpp"
-#include "proxy_header.hpp"
-#include "reactor.hpp"
+#include "io/fd.hpp"
+#include "io/proxy_header.hpp"
+#include "io/reactor.hpp"
 
 #include <chrono>
 #include <cstdint>

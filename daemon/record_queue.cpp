@@ -74,11 +74,11 @@ RecordResult RecordQueue::record(const MessageInfo& m, RecordClient& c, Clock::t
         case Push::done:
             ++recorded_;
             scratch_.swap(e.bytes);  // keep the capacity for the next one
-            return {RecordResult::Status::recorded, {}};
+            return RecordResult::recorded();
         case Push::failed:
             ++not_recorded_;
             scratch_.swap(e.bytes);
-            return {RecordResult::Status::not_recorded, failure_reason(err)};
+            return RecordResult::not_recorded_because(failure_reason(err));
         case Push::partial:
         case Push::would_block: set_blocked(true); break;
         }
@@ -159,7 +159,8 @@ void RecordQueue::flush() {
         int err = 0;
         const Push p = push(e, err);
         if (p == Push::partial || p == Push::would_block) break;
-        complete(e, p == Push::done ? std::string() : failure_reason(err));
+        complete(e, p == Push::done ? RecordResult::recorded()
+                                    : RecordResult::not_recorded_because(failure_reason(err)));
     }
     set_blocked(!queue_.empty());
     arm_deadline_timer();
@@ -168,26 +169,26 @@ void RecordQueue::flush() {
 }
 
 // Takes the head entry off the queue and tells its client.
-void RecordQueue::complete(Entry& e, const std::string& reason) {
+void RecordQueue::complete(Entry& e, const RecordResult& outcome) {
     RecordClient* client = e.client;
     if (e.record) {
         queued_record_bytes_ -= e.bytes.size();
         --queued_records_;
-        if (client) ++(reason.empty() ? recorded_ : not_recorded_);
+        if (client) ++(outcome.status == RecordResult::Status::recorded ? recorded_ : not_recorded_);
     } else {
         queued_log_bytes_ -= e.bytes.size();
     }
     queue_.pop_front();
-    if (client) client->record_done(reason);
+    if (client) client->record_done(outcome);
 }
 
 // Records past their deadline: answered "not recorded".  One that is
 // partly written stays to be finished; the others leave the queue.
 void RecordQueue::expire() {
     const auto now = Clock::now();
-    const std::string reason =
+    const auto late = RecordResult::not_recorded_because(
         std::string(name()) + ": not written within the record timeout (" +
-        std::to_string(limits_.timeout.count()) + " ms)";
+        std::to_string(limits_.timeout.count()) + " ms)");
     std::vector<RecordClient*> answered;
     for (auto it = queue_.begin(); it != queue_.end();) {
         if (!it->record || !it->client || it->deadline > now) {
@@ -207,7 +208,7 @@ void RecordQueue::expire() {
     }
     if (queue_.empty()) set_blocked(false);
     arm_deadline_timer();
-    for (auto* c : answered) c->record_done(reason);
+    for (auto* c : answered) c->record_done(late);
     wake_waiters();
 }
 

@@ -12,8 +12,8 @@
 // its connection has had its answer.
 #pragma once
 
-#include "fd.hpp"
-#include "reactor.hpp"
+#include "io/fd.hpp"
+#include "io/reactor.hpp"
 #include "recorder.hpp"
 
 #include <chrono>
@@ -98,7 +98,7 @@ protected:
 
 private:
     void flush();
-    void complete(Entry& e, const std::string& reason);
+    void complete(Entry& e, const RecordResult& outcome);
     void expire();
     void arm_deadline_timer();
     void wake_waiters();

@@ -19,7 +19,7 @@ public:
     bool has_room(RecordClient&) override { return true; }
     RecordResult record(const MessageInfo&, RecordClient&, Clock::time_point) override {
         ++recorded_;
-        return {RecordResult::Status::recorded, {}};
+        return RecordResult::recorded();
     }
     void forget(RecordClient&) override {}
     void cap_deadlines(Clock::time_point) override {}

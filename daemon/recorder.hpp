@@ -12,9 +12,9 @@
 // socket, or the last byte of its line written to stderr.
 #pragma once
 
-#include "escape.hpp"
-#include "payload.hpp"
-#include "reactor.hpp"
+#include "io/reactor.hpp"
+#include "proto/escape.hpp"
+#include "proto/payload.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -42,6 +42,19 @@ struct MessageInfo {
     std::string_view client_pin;  // SECMSG_CLIENT_PIN: sha256:PIN of its public key
 };
 
+// What became of a message: recorded, not recorded (with the reason), or
+// queued (Recorder::record only: the outcome comes later, through
+// RecordClient::record_done, as recorded or not_recorded).
+struct RecordResult {
+    enum class Status { recorded, not_recorded, queued } status;
+    std::string reason;  // for not_recorded
+
+    static RecordResult recorded() { return {Status::recorded, {}}; }
+    static RecordResult not_recorded_because(std::string why) {
+        return {Status::not_recorded, std::move(why)};
+    }
+};
+
 // What a recorder calls back: the connection whose message is queued or
 // which waits for room.  Both calls come from the loop, never from inside
 // Recorder::record(); the client only updates its state and asks the
@@ -49,15 +62,10 @@ struct MessageInfo {
 class RecordClient {
 public:
     virtual ~RecordClient() = default;
-    // The queued message was recorded (reason empty) or not (reason says why).
-    virtual void record_done(const std::string& reason) = 0;
+    // The queued message's outcome: recorded or not_recorded (never queued).
+    virtual void record_done(const RecordResult& outcome) = 0;
     // The recorder has room again: offer the waiting message.
     virtual void record_room() = 0;
-};
-
-struct RecordResult {
-    enum class Status { recorded, not_recorded, queued } status;
-    std::string reason;  // for not_recorded
 };
 
 // Live figures for STATUS= and the closing log line.

@@ -1,8 +1,8 @@
 // The server (see server.hpp).
 #include "server.hpp"
 
+#include "io/net.hpp"
 #include "log.hpp"
-#include "net.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -116,7 +116,7 @@ void Server::accept_from(Listener& l) {
 bool Server::open_connection(Fd fd, std::string peer, std::string via, std::uint64_t id,
                              Clock::time_point accepted) {
     try {
-        tls::Session session(creds_.tls, fd.get(), true);
+        tls::Session session(creds_.tls, fd.get());
         auto c = std::make_unique<Connection>(shared_, std::move(fd), std::move(session),
                                               std::move(peer), id, creds_.keys);
         if (!via.empty()) c->set_via(std::move(via));

@@ -2,14 +2,14 @@
 // max connections), the set of connections, reload and shutdown.
 #pragma once
 
-#include "cidr.hpp"
 #include "connection.hpp"
-#include "fd.hpp"
+#include "io/cidr.hpp"
+#include "io/fd.hpp"
+#include "io/reactor.hpp"
+#include "proto/seal.hpp"
 #include "proxy_intake.hpp"
-#include "reactor.hpp"
 #include "recorder.hpp"
-#include "seal.hpp"
-#include "tls.hpp"
+#include "tls/tls.hpp"
 
 #include <chrono>
 #include <cstdint>

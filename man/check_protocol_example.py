@@ -4,7 +4,7 @@ rules with python3-cryptography: the PSK file, the derived keys, and both
 frames (length, header, ciphertext, tag) must be exactly what the page shows.
 The numbers the page states in words (the smallest and the largest default
 length, the size of a PSK file, the lengths in the example) are recomputed
-too, and with the path of lib/protocol.hpp the page's defaults must be the
+too, and with the path of lib/proto/protocol.hpp the page's defaults must be the
 code's.
 
 usage: check_protocol_example.py secmsg-protocol.7 [protocol.hpp]

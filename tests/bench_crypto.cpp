@@ -31,12 +31,12 @@
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
-#include "build_info.hpp"
-#include "credentials.hpp"
-#include "payload.hpp"
-#include "protocol.hpp"
-#include "seal.hpp"
-#include "tls.hpp"
+#include "keys/credentials.hpp"
+#include "proto/payload.hpp"
+#include "proto/protocol.hpp"
+#include "proto/seal.hpp"
+#include "tls/build_info.hpp"
+#include "tls/tls.hpp"
 
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -158,7 +158,7 @@ double heap_per_idle_session(int warm, int n, bool mutual = false) {
         auto& pair = fds.emplace_back();
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair.data()) != 0)
             die("socketpair failed");
-        auto& server = servers.emplace_back(server_ctx, pair[0], true);
+        auto& server = servers.emplace_back(server_ctx, pair[0]);
         Client client;
         client.ssl = wolfSSL_new(cctx);
         if (!client.ssl || wolfSSL_set_fd(client.ssl, pair[1]) != WOLFSSL_SUCCESS)

@@ -19,13 +19,13 @@
 //
 // Output on stdout, one line each: "begin" when the measured period starts,
 // "idle N" (idle mode), and at the end "result {json}".
-#include "fd.hpp"
-#include "frame_reader.hpp"
-#include "payload.hpp"
-#include "protocol.hpp"
-#include "psk.hpp"
-#include "seal.hpp"
-#include "tls.hpp"
+#include "io/fd.hpp"
+#include "keys/psk.hpp"
+#include "proto/frame_reader.hpp"
+#include "proto/payload.hpp"
+#include "proto/protocol.hpp"
+#include "proto/seal.hpp"
+#include "tls/tls.hpp"
 
 #include <CLI/CLI.hpp>
 #include <arpa/inet.h>
@@ -145,7 +145,7 @@ public:
                 if (errno == ENOTCONN) return;  // still connecting: EPOLLOUT will come
                 throw BenchError(std::string("getpeername: ") + std::strerror(errno));
             }
-            tls_.emplace(sh_.ctx, sock_.get(), false);
+            tls_.emplace(sh_.ctx, sock_.get());
             state_ = State::handshaking;
         }
         if (state_ == State::handshaking) {

@@ -4,7 +4,7 @@
 // stopped journald's does).
 #pragma once
 
-#include "fd.hpp"
+#include "io/fd.hpp"
 
 #include <doctest/doctest.h>
 

@@ -196,8 +196,8 @@ class TestCA(Base):
             self.assertEqual(len(lines), 1, d.log())
             self.assertIn(" client=alice.example.com ", lines[0])
 
-            for stem, why in [("foreign", "does not chain to a --client-ca CA"),
-                              ("mallory", "does not chain to a --client-ca CA"),
+            for stem, why in [("foreign", "does not chain to a client CA"),
+                              ("mallory", "does not chain to a client CA"),
                               (None, "the client presented no certificate")]:
                 port = self.refused(d, stem)
                 if port is not None:
@@ -234,7 +234,7 @@ class TestNames(Base):
             self.accepted(d, "bob").close()
             port = self.refused(d, "alice")
             if port is not None:
-                self.wait_summary(d, port, r"client key %s \(names alice\.example\.com\) matches no --allow-client"
+                self.wait_summary(d, port, r"client key %s \(names alice\.example\.com\) matches no allowed client"
                                   % re.escape(IDS.pins["alice"]))
             self.refused(d, "foreign")
             self.refused(d, None)
@@ -257,7 +257,8 @@ class TestNames(Base):
             try:
                 d.start(wait=False)
                 self.assertEqual(d.proc.wait(30), 78, d.log())
-                self.assertIn("--allow-client " + bad, d.log())
+                self.assertIn("allowed client " + bad, d.log())
+                self.assertIn("(--allow-client", d.log())  # secmsgd names its option
             finally:
                 d.stop()
                 shutil.rmtree(d.dir, ignore_errors=True)
@@ -316,7 +317,7 @@ class TestReload(Base):
                     f.write('allow-client = ["not a name"]\n')
                 d.signal(signal.SIGHUP)
                 self.assertTrue(d.wait_log(r"reload failed, keeping the previous credentials: "
-                                           r"--allow-client not a name"), d.log())
+                                           r"allowed client not a name: .*\(--allow-client"), d.log())
                 self.accepted(d, "selfie2").close()
                 clients = [re.search(r" client=(\S+)", line).group(1) for line in self.record_lines(d)]
                 self.assertEqual(clients, [IDS.pins["selfie"], "alice.example.com", IDS.pins["selfie"],

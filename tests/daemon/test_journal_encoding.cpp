@@ -91,7 +91,7 @@ struct FakeJournalSocket : test::DatagramListener {
 // The client side of a record: answers are not expected here (every entry
 // is taken at once), so any callback is a failure.
 struct NoCallbacks : RecordClient {
-    void record_done(const std::string& reason) override { FAIL("record_done: " << reason); }
+    void record_done(const RecordResult& outcome) override { FAIL("record_done: " << outcome.reason); }
     void record_room() override { FAIL("record_room"); }
 };
 

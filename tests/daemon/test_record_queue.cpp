@@ -49,8 +49,9 @@ struct Waiter : RecordClient {
     std::vector<std::string> answers;  // "" for recorded, else the reason
     std::vector<Clock::time_point> at;
     int rooms = 0;
-    void record_done(const std::string& reason) override {
-        answers.push_back(reason);
+    void record_done(const RecordResult& outcome) override {
+        CHECK(outcome.status != RecordResult::Status::queued);
+        answers.push_back(outcome.status == RecordResult::Status::recorded ? "" : outcome.reason);
         at.push_back(Clock::now());
     }
     void record_room() override { ++rooms; }

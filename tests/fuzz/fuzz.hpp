@@ -8,7 +8,7 @@
 // committed corpora with any compiler.  See meson.build for the list.
 #pragma once
 
-#include "seal.hpp"
+#include "proto/seal.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -36,6 +36,8 @@ const std::shared_ptr<const FrameKeys>& keys();
 // A receiver's ring of two keys, the fixed PSK second (after 32 bytes 0x17):
 // a server under it must see every stream as a server under keys() does.
 const std::shared_ptr<const KeyRing>& ring();
+// The fixed PSK alone as a receiver's ring.
+const std::shared_ptr<const KeyRing>& one_key_ring();
 std::span<const std::uint8_t> psk_bytes();
 
 // The fuzz input, consumed from the front; reads past the end give zeros

@@ -17,8 +17,8 @@
 // and a run of well-formed replies to MSGs all sent must be all accepted.
 #include "fuzz.hpp"
 
-#include "client_session.hpp"
-#include "payload.hpp"
+#include "proto/client_session.hpp"
+#include "proto/payload.hpp"
 
 #include <deque>
 #include <string>

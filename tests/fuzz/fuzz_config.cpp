@@ -10,8 +10,8 @@
 // that this target calls (the daemon's owners' file).
 #include "fuzz.hpp"
 
-#include "client_identity.hpp"
-#include "protocol.hpp"
+#include "keys/client_identity.hpp"
+#include "proto/protocol.hpp"
 
 #include <CLI/CLI.hpp>
 

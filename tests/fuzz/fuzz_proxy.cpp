@@ -5,7 +5,7 @@
 // that wanted() never asks for more than the header holds.
 #include "fuzz.hpp"
 
-#include "proxy_header.hpp"
+#include "io/proxy_header.hpp"
 
 #include <algorithm>
 

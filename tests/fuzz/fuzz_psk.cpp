@@ -5,8 +5,8 @@
 // optional), and they must make a key ring.
 #include "fuzz.hpp"
 
-#include "psk.hpp"
-#include "seal.hpp"
+#include "keys/psk.hpp"
+#include "proto/seal.hpp"
 
 #include <sodium.h>
 

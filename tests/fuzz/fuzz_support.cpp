@@ -2,8 +2,8 @@
 // sealed-mode builder (fuzz.hpp).
 #include "fuzz.hpp"
 
-#include "bytes.hpp"
-#include "protocol.hpp"
+#include "proto/bytes.hpp"
+#include "proto/protocol.hpp"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/aes.h>
@@ -59,6 +59,16 @@ const std::shared_ptr<const KeyRing>& ring() {
     return r;
 }
 
+const std::shared_ptr<const KeyRing>& one_key_ring() {
+    static const auto r = [] {
+        std::vector<SecretBytes> psks;
+        psks.emplace_back(fixed_psk.size());
+        std::copy(fixed_psk.begin(), fixed_psk.end(), psks[0].data());
+        return std::make_shared<const KeyRing>(psks);
+    }();
+    return r;
+}
+
 std::uint8_t Input::byte() {
     if (in_.empty()) return 0;
     const std::uint8_t b = in_[0];
@@ -90,11 +100,11 @@ void forge(std::uint8_t version, std::uint8_t type, std::uint64_t seq,
     const std::size_t start = out.size();
     out.resize(start + header_size + n + tag_size);
     std::uint8_t* f = out.data() + start;
-    store_be(f, 58 + n, 4);
-    f[4] = version;
-    f[5] = type;
-    store_be(f + 6, seq, 8);
-    std::memcpy(f + 14, fixed_iv.data(), iv_size);
+    store_be(f, length_overhead + n, 4);
+    f[version_offset] = version;
+    f[type_offset] = type;
+    store_be(f + seq_offset, seq, 8);
+    std::memcpy(f + iv_offset, fixed_iv.data(), iv_size);
     std::uint8_t* ct = f + header_size;
     if (!blocks.empty()) std::memcpy(ct, blocks.data(), std::min(n, blocks.size()));
 

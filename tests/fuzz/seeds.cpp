@@ -1,10 +1,10 @@
 // Generated seeds (seeds.hpp): each names what it exercises.
 #include "seeds.hpp"
 
-#include "bytes.hpp"
 #include "fuzz.hpp"
-#include "payload.hpp"
-#include "proxy_header.hpp"
+#include "io/proxy_header.hpp"
+#include "proto/bytes.hpp"
+#include "proto/payload.hpp"
 
 #include <string>
 
