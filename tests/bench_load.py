@@ -525,36 +525,26 @@ def main():
                 if s.alive():
                     peak[s.label] = s.memory_kib()[1]
                 s.stop()
-        if "held" in workloads:
+        # Workloads that need a fresh server for every repetition.
+        fresh = {
+            "held": lambda s, rep: measure_held(gen, s, a.held, a.seconds, (cpus[0],) + gen_cpus,
+                                                a.warmup, a.generators),
+            "idle": lambda s, rep: measure_idle(gen, s, steps if rep < a.idle_full_reps else steps[:1]),
+        }
+        for w in (w for w in fresh if w in workloads):
             for rep in range(a.reps):
                 for s in servers:
-                    if (s.label, "held") in failed:
+                    if (s.label, w) in failed:
                         continue
                     try:
                         s.start()
-                        r = measure_held(gen, s, a.held, a.seconds, (cpus[0],) + gen_cpus, a.warmup,
-                                         a.generators)
-                        samples[s.label]["held"].append(r)
-                        log("rep %d held       %-16s %s" % (rep + 1, s.label, {k: round(v, 3) if isinstance(v, float) else v
+                        r = fresh[w](s, rep)
+                        samples[s.label][w].append(r)
+                        log("rep %d %-10s %-16s %s" % (rep + 1, w, s.label, {k: round(v, 3) if isinstance(v, float) else v
                                                                           for k, v in r.items()}))
                     except BenchFail as e:
-                        failed[(s.label, "held")] = str(e)
-                        log("rep %d held       %-16s FAILED: %s" % (rep + 1, s.label, e))
-                    finally:
-                        s.stop()
-        if "idle" in workloads:
-            for rep in range(a.reps):
-                for s in servers:
-                    if (s.label, "idle") in failed:
-                        continue
-                    try:
-                        s.start()
-                        r = measure_idle(gen, s, steps if rep < a.idle_full_reps else steps[:1])
-                        samples[s.label]["idle"].append(r)
-                        log("rep %d idle       %-16s %s" % (rep + 1, s.label, {k: round(v, 2) for k, v in r.items()}))
-                    except BenchFail as e:
-                        failed[(s.label, "idle")] = str(e)
-                        log("rep %d idle       %-16s FAILED: %s" % (rep + 1, s.label, e))
+                        failed[(s.label, w)] = str(e)
+                        log("rep %d %-10s %-16s FAILED: %s" % (rep + 1, w, s.label, e))
                     finally:
                         s.stop()
     finally:
