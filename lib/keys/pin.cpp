@@ -3,6 +3,8 @@
 // base64 from libsodium.
 #include "keys/pin.hpp"
 
+#include "proto/secret.hpp"
+
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/hash.h>
 
@@ -138,18 +140,7 @@ std::optional<PinDigest> parse_pin(std::string_view text) {
     text.remove_prefix(pin_prefix.size());
     if (text.size() != 44) return std::nullopt;  // base64 of 32 bytes, padded
     PinDigest d{};
-    std::size_t n = 0;
-    const char* end = nullptr;
-    if (sodium_base642bin(d.data(), d.size(), text.data(), text.size(), nullptr, &n, &end,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        n != d.size() || end != text.data() + text.size())
-        return std::nullopt;
-    // Only the canonical text: libsodium's decoder also takes some bytes
-    // outside the alphabet (0xf8 decodes like a letter), so a pin that is
-    // not what it looks like would pass.  (psk.cpp checks keys the same way.)
-    char canon[45];
-    sodium_bin2base64(canon, sizeof canon, d.data(), d.size(), sodium_base64_VARIANT_ORIGINAL);
-    if (std::string_view(canon) != text) return std::nullopt;
+    if (decode_base64_exact(text, d) != Base64::ok) return std::nullopt;
     return d;
 }
 

@@ -34,19 +34,14 @@ SecretBytes decode_line(std::string_view line, const std::string& where) {
         throw format_error(where + ": not a secmsg key: expected the base64 of exactly 32 bytes "
                            "(44 characters), found " + std::to_string(line.size()) + " characters");
     SecretBytes key(psk_size);
-    std::size_t len = 0;
-    const char* end = nullptr;
-    if (sodium_base642bin(key.data(), key.size(), line.data(), line.size(), nullptr, &len, &end,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        end != line.data() + line.size() || len != psk_size)
+    switch (decode_base64_exact(line, key.bytes())) {
+    case Base64::ok: break;
+    case Base64::invalid:
         throw format_error(where + ": not a secmsg key: invalid base64 (it must be the standard "
                            "alphabet with '=' padding)");
-    // Reject non-canonical encodings (stray bits in the last character).
-    char canon[encoded_size + 1];
-    sodium_bin2base64(canon, sizeof canon, key.data(), key.size(), sodium_base64_VARIANT_ORIGINAL);
-    const bool same = std::memcmp(canon, line.data(), encoded_size) == 0;
-    sodium_memzero(canon, sizeof canon);
-    if (!same) throw format_error(where + ": not a secmsg key: non-canonical base64");
+    case Base64::non_canonical:
+        throw format_error(where + ": not a secmsg key: non-canonical base64");
+    }
     return key;
 }
 
