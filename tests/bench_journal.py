@@ -367,10 +367,11 @@ class Setup:
         self.tally = GroupTally()
 
     def kill(self):
+        """After a failure: SIGKILL, then the daemons' own clean-up (their directories)."""
         for d in self.daemons:
             if d.proc and d.proc.poll() is None:
                 d.proc.kill()
-                d.proc.wait(10)
+                d.__exit__(None, None, None)
 
     def wait_listening(self, timeout=30):
         """Until each instance holds a listening socket of its own on the port
