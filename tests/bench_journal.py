@@ -43,8 +43,26 @@ systemd/journald@secmsgd.conf), with the bare sender on that namespace's
 socket.  At the end: medians over the repetitions, with the spread
 (lowest to highest).
 
+With --instances N (N >= 2), instead: three setups, each of its own
+secmsgd processes and generator connections (--connections, default 8),
+taking turns in the same way (the order rotated from slice to slice): 1
+secmsgd recording into the system journal's journald; N secmsgd sharing
+one address and port with --reuse-port, all recording into that same
+journald; N secmsgd with --reuse-port, each recording into a journal
+namespace of its own (NAME-1..N, each with the shipped configuration and
+its own journald: what LogNamespace=secmsgd-%i gives each secmsgd@ unit).
+Nothing is pinned, as in a deployment: the scheduler places every process.
+Printed per setup: recorded (acknowledged) messages/s, each instance's
+CPU per message and share of the messages (and how many of the
+connections the kernel gave it), each journald's CPU per entry and how
+much of a core it used, how busy each core was (/proc/stat, every process
+on the machine) and what was full (a journald at 90% of a core or more,
+else the cores 90% busy or more); the ratios to the single instance of the
+same repetition; medians at the end.
+
   sudo tests/bench_journal.py --secmsgd build/daemon/secmsgd [--reps 3] [--slices 6]
-  (meson test -C build --benchmark journal)
+  sudo tests/bench_journal.py --secmsgd build/daemon/secmsgd --instances 2
+  (meson test -C build --benchmark journal; --benchmark journal-instances)
 
 Exit 77 when not root or without unshare/journald/taskset.
 """
@@ -61,8 +79,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "harness"))
+sys.path.insert(0, HERE)
 import journald_harness as jh  # noqa: E402
-from secmsg_harness import ACK, MSG, Daemon, open_frame, parse_ack, seal  # noqa: E402
+from bench_reuseport import holds_socket, tcp_sockets  # noqa: E402
+from secmsg_harness import ACK, MSG, Daemon, ProtocolViolation, open_frame, parse_ack, seal  # noqa: E402
 
 SHIPPED_NAMESPACE_CONF = os.path.join(HERE, "..", "systemd", "journald@secmsgd.conf")
 CONNECTIONS = 4
@@ -222,6 +242,7 @@ class Flow(threading.Thread):
     def __init__(self, d, count, go):
         super().__init__(daemon=True)
         self.c = d.client(timeout=20)
+        self.local_port = self.c.tls.getsockname()[1]
         self.frames = [seal(self.c.keys, MSG, seq, payload()) for seq in range(count)]
         self.go = go
         self.sent = 0
@@ -252,7 +273,10 @@ class Flow(threading.Thread):
         """Every frame received is the right ACK (tag, seq, note)."""
         buf = bytes(self.received[:self.acked() * ACK_FRAME])
         for i in range(len(buf) // ACK_FRAME):
-            ftype, seq, p = open_frame(self.c.keys, buf[i * ACK_FRAME:(i + 1) * ACK_FRAME])
+            try:
+                ftype, seq, p = open_frame(self.c.keys, buf[i * ACK_FRAME:(i + 1) * ACK_FRAME])
+            except ProtocolViolation as e:  # for example an ERROR frame: another size
+                return "frame %d of %d: %s" % (i, len(buf) // ACK_FRAME, e)
             acked, digest, note = parse_ack(p)
             if ftype != ACK or seq != i or acked != i or not note.startswith("recorded id="):
                 return "frame %d is not the ACK of MSG %d" % (i, i)
@@ -307,6 +331,250 @@ def run_interleaved(binary, namespace, opts, expected_rate):
     return out["bare"], out["secmsgd"]
 
 
+# ------------------------------------------------------------ --instances N
+
+class Setup:
+    """One way of running secmsgd in the instances mode: `n` instances on one
+    port (each with --reuse-port when n > 1, sharing one set of
+    credentials), instance k recording into journalds[k % len(journalds)];
+    `connections` generator connections, each told which instance the
+    kernel gave it."""
+
+    def __init__(self, label, binary, n, journalds, connections, total):
+        self.label, self.journalds, self.n = label, journalds, n
+        self.daemons = []
+        for k in range(n):
+            ns = journalds[k % len(journalds)].namespace
+            args = (["--record-timeout", "30"] + (["--reuse-port"] if n > 1 else [])
+                    + (["--journal-namespace", ns] if ns else []))
+            d = Daemon(binary=binary, record="journal", args=args,
+                       port=self.daemons[0].port if self.daemons else None)
+            if self.daemons:  # the first one's credentials, so any connection fits any instance
+                d.creds, d.psk, d.cafile = self.daemons[0].creds, self.daemons[0].psk, self.daemons[0].cafile
+            self.daemons.append(d.start(wait=False))
+        self.go = threading.Event()
+        self.flows = []
+        try:
+            self.wait_listening()
+            # The instances do not serve their connections alike (some get
+            # several times the mean), so each gets more than its part.
+            self.flows = [Flow(self.daemons[0], int(1.5 * total / connections), self.go)
+                          for _ in range(connections)]
+            self.owner = [self.owner_of(f) for f in self.flows]
+        except BaseException:
+            self.kill()
+            raise
+        self.tally = GroupTally()
+
+    def kill(self):
+        """After a failure: SIGKILL, then the daemons' own clean-up (their directories)."""
+        for d in self.daemons:
+            if d.proc and d.proc.poll() is None:
+                d.proc.kill()
+                d.__exit__(None, None, None)
+
+    def wait_listening(self, timeout=30):
+        """Until each instance holds a listening socket of its own on the port
+        (connecting to see it would reach any one of them)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for d in self.daemons:
+                if d.proc.poll() is not None:
+                    raise RuntimeError("secmsgd exited at start:\n" + d.log())
+            inodes = tcp_sockets(self.daemons[0].port)
+            if all(holds_socket(d.proc.pid, inodes) for d in self.daemons):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("%s: the instances did not listen within %d s" % (self.label, timeout))
+
+    def owner_of(self, flow):
+        """The index of the instance that accepted the flow's connection."""
+        inodes = tcp_sockets(self.daemons[0].port, peer_port=flow.local_port)
+        for k, d in enumerate(self.daemons):
+            if holds_socket(d.proc.pid, inodes):
+                return k
+        raise RuntimeError("%s: no instance holds the connection from port %d" % (self.label, flow.local_port))
+
+    def counts(self):
+        """Messages acknowledged so far, per instance."""
+        out = [0] * self.n
+        for f, k in zip(self.flows, self.owner):
+            out[k] += f.acked()
+        return out
+
+    def sample(self):
+        return GroupSample(self.counts, [d.proc.pid for d in self.daemons], self.journalds)
+
+    def finish(self):
+        """Stops the flows and the instances; problems seen, if any."""
+        for f in self.flows:
+            f.stop.set()
+        for f in self.flows:
+            f.join(20)
+        notes = [e for e in (f.check() for f in self.flows) if e]
+        out = sum(f.acked() >= len(f.frames) for f in self.flows)
+        if out:  # the others still fill the journald; more than half out would not
+            notes.append("%d of %d connections ran out of messages%s" % (
+                out, len(self.flows), " (raise the estimate)" if 2 * out > len(self.flows) else ""))
+        for f in self.flows:
+            f.c.close()
+        for d in self.daemons:
+            d.__exit__(None, None, None)
+        return notes
+
+
+class GroupSample:
+    """Counters at one moment: messages per instance, CPU seconds of each
+    instance, each journald and this script, /proc/stat."""
+
+    def __init__(self, counts, secmsgd_pids, journalds):
+        self.counts = counts()
+        self.secmsgd = [proc_cpu(pid) for pid in secmsgd_pids]
+        self.journald = [j.cpu_seconds() for j in journalds]
+        self.script = proc_cpu("self")
+        self.cpus = cpu_times()
+        self.at = time.monotonic()
+
+
+class GroupTally:
+    """One setup's slices added up."""
+
+    def __init__(self):
+        self.wall = self.script = 0
+        self.counts = self.secmsgd = self.journald = None
+        self.busy = []
+
+    def add(self, s0, s1):
+        def plus(acc, a, b):
+            return [x + (y1 - y0) for x, y0, y1 in zip(acc or [0] * len(a), a, b)]
+        self.counts = plus(self.counts, s0.counts, s1.counts)
+        self.secmsgd = plus(self.secmsgd, s0.secmsgd, s1.secmsgd)
+        self.journald = plus(self.journald, s0.journald, s1.journald)
+        self.wall += s1.at - s0.at
+        self.script += s1.script - s0.script
+        self.busy.append(busy(s0.cpus, s1.cpus))
+
+    def result(self, n_journalds):
+        wall, total = max(1e-9, self.wall), max(1, sum(self.counts))
+        # journald j takes the entries of instances j, j + n_journalds, ...
+        entries = [max(1, sum(self.counts[j::n_journalds])) for j in range(n_journalds)]
+        use = {"journald": [c / wall for c in self.journald], "secmsgd": [c / wall for c in self.secmsgd],
+               "generator": self.script / wall}
+        cores = {c: sum(b[c] for b in self.busy) / len(self.busy) for c in self.busy[0]}
+        return {"rate": sum(self.counts) / wall, "share": [c / total for c in self.counts],
+                "secmsgd_us": [cpu / max(1, c) * 1e6 for cpu, c in zip(self.secmsgd, self.counts)],
+                "journald_us": [cpu / e * 1e6 for cpu, e in zip(self.journald, entries)],
+                "use": use, "busy": cores, "full": full_cores(use, cores)}
+
+
+def full_cores(use, cores):
+    """What was full: a journald at 90% or more of a core; else the cores
+    90% or more busy (/proc/stat: every process, this benchmark's and the
+    machine's other jobs); else "neither"."""
+    full = ["journald %d" % (j + 1) for j, u in enumerate(use["journald"]) if u >= 0.9]
+    full = full or ["cpu%d" % c for c, b in sorted(cores.items()) if b >= 0.9]
+    return " and ".join(full) if full else "neither"
+
+
+def run_instances(binary, n, opts, estimates):
+    """One repetition of the instances mode: fresh journalds (the system
+    journal's, and one namespace per instance), the three setups (1
+    instance; n instances into the one journald; n instances, each into its
+    own namespace), taking turns in slices as the senders of the default
+    mode do, the order rotated from slice to slice."""
+    clear_journal_files()
+    journalds, setups, streams = [], [], []
+    try:
+        shared = jh.Journald().start()
+        journalds.append(shared)
+        own = []
+        for k in range(n):
+            own.append(jh.Journald("%s-%d" % (NAMESPACE, k + 1)).start())
+            journalds.append(own[-1])
+            streams.append(keep_alive(own[-1]))
+        plan = ((INSTANCE_LABELS[0], 1, [shared]), (INSTANCE_LABELS[1] % n, n, [shared]),
+                (INSTANCE_LABELS[2] % (n, n), n, own))
+        for label, count, js in plan:
+            total = estimates.get(label, 30000 * len(js)) * (opts.slice + SETTLE) * opts.slices * 1.3 + 20000
+            setups.append(Setup(label, binary, count, js, opts.connections, total))
+        for st in setups:
+            for f in st.flows:
+                f.start()
+        for i in range(opts.slices):
+            for st in setups[i % len(setups):] + setups[:i % len(setups)]:
+                st.go.set()
+                time.sleep(SETTLE)
+                s0 = st.sample()
+                time.sleep(opts.slice)
+                s1 = st.sample()
+                st.go.clear()
+                st.tally.add(s0, s1)
+                time.sleep(DRAIN)
+        out = {}
+        for st in setups:
+            notes = st.finish()
+            out[st.label] = st.tally.result(len(st.journalds))
+            out[st.label]["connections"] = [st.owner.count(k) for k in range(st.n)]
+            if notes:
+                out[st.label]["note"] = "; ".join(notes)
+        return out
+    finally:
+        for st in setups:
+            st.kill()
+        for x in streams:
+            x.close()
+        for j in journalds:
+            j.stop()
+
+
+def keep_alive(journald):
+    """A log stream to a namespace's journald, held open: such a journald
+    exits after 30 s without one (in a unit, the daemon's own standard error
+    is that stream), and setting up the generator takes longer."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(os.path.join(os.path.dirname(journald.socket), "stdout"))
+    s.sendall(b"secmsgbench\n\n6\n0\n0\n0\n0\n")  # identifier, unit, priority, prefix, forwards
+    return s
+
+
+INSTANCE_LABELS = ("1 instance, 1 journald", "%d instances, 1 journald", "%d instances, %d journalds")
+
+
+def each(xs, fmt):
+    return ", ".join(fmt % x for x in xs)
+
+
+def instances_row(label, r):
+    return ("%-27s %7.0f/s  secmsgd %s us/msg (shares %s; connections %s)  journald %s us/entry"
+            "  of a core: journald %s, secmsgd %s, generator %.0f%%  full: %s  (/proc/stat: %s)%s") % (
+        label, r["rate"], each(r["secmsgd_us"], "%.1f"), each([100 * x for x in r["share"]], "%.0f%%"),
+        each(r["connections"], "%d"), each(r["journald_us"], "%.1f"),
+        each([100 * u for u in r["use"]["journald"]], "%.0f%%"),
+        each([100 * u for u in r["use"]["secmsgd"]], "%.0f%%"), 100 * r["use"]["generator"], r["full"],
+        " ".join("cpu%d %.0f%%" % (c, 100 * v) for c, v in sorted(r["busy"].items())),
+        ("  [" + r["note"] + "]") if r.get("note") else "")
+
+
+def instances_summary(runs, labels):
+    base = labels[0]
+    for label in labels:
+        rs = [r[label] for r in runs]
+        print("  %s:" % label)
+        print("    recorded msg/s      %s" % spread([r["rate"] for r in rs], "%.0f"))
+        if label != base:
+            print("    ratio to (%s)  %s" % (base, spread([r[label]["rate"] / r[base]["rate"] for r in runs], "%.2f")))
+        for k in range(len(rs[0]["secmsgd_us"])):
+            print("    secmsgd %d           %s us/msg, share %s" % (
+                k + 1, spread([r["secmsgd_us"][k] for r in rs], "%.1f"), spread([r["share"][k] for r in rs], "%.2f")))
+        for j in range(len(rs[0]["journald_us"])):
+            print("    journald %d          %s us/entry, %s of a core" % (
+                j + 1, spread([r["journald_us"][j] for r in rs], "%.1f"),
+                spread([100 * r["use"]["journald"][j] for r in rs], "%.0f%%")))
+        for c in sorted(rs[0]["busy"]):
+            print("    cpu%d busy           %s" % (c, spread([100 * r["busy"][c] for r in rs], "%.0f%%")))
+        print("    full: %s" % ", ".join(r["full"] for r in rs))
+
+
 def private_network(qlen):
     """A network namespace of this script's own (loopback up), where
     net.unix.max_dgram_qlen, journald's datagram queue, can be set as
@@ -341,17 +609,23 @@ def give_priority(nice):
 
 def fresh_journald(namespace):
     """A new journald (pinned to CPU 1) on empty journal files."""
-    for name in os.listdir("/var/log/journal"):
-        shutil.rmtree(os.path.join("/var/log/journal", name), ignore_errors=True)
+    clear_journal_files()
     return jh.Journald(namespace, cpu=1).start()
 
 
-def configure(journal_dir):
-    """journald.conf drop-ins inside the private namespace, and where the
-    journal files go."""
+def clear_journal_files():
+    for name in os.listdir("/var/log/journal"):
+        shutil.rmtree(os.path.join("/var/log/journal", name), ignore_errors=True)
+
+
+def configure(journal_dir, namespaces):
+    """journald.conf drop-ins inside the private namespace (the shipped one
+    for each journal namespace), and where the journal files go."""
     drop_ins = {"journald.conf.d": "[Journal]\nRateLimitBurst=0\n"}
     with open(SHIPPED_NAMESPACE_CONF) as f:
-        drop_ins["journald@%s.conf.d" % NAMESPACE] = f.read()
+        shipped = f.read()
+    for name in namespaces:
+        drop_ins["journald@%s.conf.d" % name] = shipped
     for conf, text in drop_ins.items():
         os.makedirs("/run/systemd/" + conf, exist_ok=True)
         with open("/run/systemd/%s/bench.conf" % conf, "w") as f:
@@ -394,6 +668,31 @@ def summary(label, runs):
         ", ".join(b["full"] for b in bare), ", ".join(o["full"] for o in ours)))
 
 
+def instances_main(binary, opts):
+    n = opts.instances
+    print("journal files on %s; nothing pinned; secmsgd, journald and the generator at nice %d "
+          "(their own autogroup); net.unix.max_dgram_qlen %d; %d generator connections per setup" % (
+              "tmpfs" if opts.tmpfs else "the disk", opts.nice, opts.dgram_qlen, opts.connections))
+    labels = (INSTANCE_LABELS[0], INSTANCE_LABELS[1] % n, INSTANCE_LABELS[2] % (n, n))
+    estimates, runs = {}, []
+    for rep in range(opts.reps):
+        out = run_instances(binary, n, opts, estimates)
+        runs.append(out)
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[0]
+        print("rep %d (load average %s)" % (rep + 1, load))
+        for label in labels:
+            estimates[label] = max(estimates.get(label, 0), out[label]["rate"])
+            print("  " + instances_row(label, out[label]))
+        print("  ratios to (%s): %s" % (labels[0], ", ".join(
+            "%s %.2f" % (label, out[label]["rate"] / out[labels[0]]["rate"]) for label in labels[1:])))
+        sys.stdout.flush()
+    print("\nmedian (lowest to highest) over %d runs; the system journal's journald for the first two, "
+          "namespaces %s-1..%d for the last:" % (opts.reps, NAMESPACE, n))
+    instances_summary(runs, labels)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -405,6 +704,11 @@ def main():
     ap.add_argument("--dgram-qlen", type=int, default=512,
                     help="net.unix.max_dgram_qlen (default 512, as systemd sets it at boot)")
     ap.add_argument("--tmpfs", action="store_true", help="journal files in memory, not on the disk")
+    ap.add_argument("--instances", type=int, default=0, metavar="N",
+                    help="instead: 1 secmsgd, N with --reuse-port into one journald, and N each into "
+                         "a journal namespace of its own (nothing pinned)")
+    ap.add_argument("--connections", type=int, default=8,
+                    help="generator connections per setup with --instances (default 8)")
     opts = ap.parse_args()
     if os.cpu_count() < 2:
         jh.skip("needs two CPUs (journald on one of its own)")
@@ -415,14 +719,19 @@ def main():
     jh.in_private_namespace()
     private_network(opts.dgram_qlen)
     # The generator and the bare sender share CPU 0 with secmsgd; the
-    # threads started from here inherit the niceness.
-    os.sched_setaffinity(0, {0})
+    # threads started from here inherit the niceness.  With --instances
+    # nothing is pinned: the scheduler places the processes, as on a
+    # machine running secmsgd@N.
+    if not opts.instances:
+        os.sched_setaffinity(0, {0})
     give_priority(opts.nice)
     journal_dir = None if opts.tmpfs else tempfile.mkdtemp(prefix="secmsg-bench-journal-", dir="/var/tmp")
     binary = os.path.abspath(opts.secmsgd)
     results = {}
     try:
-        configure(journal_dir)
+        configure(journal_dir, [NAMESPACE] + ["%s-%d" % (NAMESPACE, k + 1) for k in range(opts.instances)])
+        if opts.instances:
+            return instances_main(binary, opts)
         print("journal files on %s; journald, secmsgd and the generator at nice %d (their own autogroup); "
               "net.unix.max_dgram_qlen %d" % ("tmpfs" if opts.tmpfs else "the disk (" + journal_dir + ")",
                                               opts.nice, opts.dgram_qlen))

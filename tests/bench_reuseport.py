@@ -53,17 +53,7 @@ class Instance(bench_load.Server):
 
     def listening(self, inodes):
         """True once this process holds one of the listening sockets `inodes`."""
-        try:
-            fds = os.listdir("/proc/%d/fd" % self.proc.pid)
-        except OSError:
-            return False
-        for fd in fds:
-            try:
-                if os.readlink("/proc/%d/fd/%s" % (self.proc.pid, fd)) in inodes:
-                    return True
-            except OSError:
-                pass
-        return False
+        return holds_socket(self.proc.pid, inodes)
 
     def served(self):
         """After stop(): the connections its closing line says it served, else None."""
@@ -72,15 +62,34 @@ class Instance(bench_load.Server):
         return int(m[-1]) if m else None
 
 
-def listening_sockets(port):
-    """{"socket:[INODE]"} of the TCP sockets listening on 127.0.0.1:port."""
+def holds_socket(pid, inodes):
+    """True when process pid holds one of the sockets `inodes` ({"socket:[INODE]"})."""
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in inodes:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def tcp_sockets(port, peer_port=None):
+    """{"socket:[INODE]"} of the IPv4 TCP sockets on 127.0.0.1:port: the
+    listening ones, or with peer_port the one connected to that port."""
     want = "0100007F:%04X" % port
     out = set()
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
-            if fields[1] == want and fields[3] == "0A":  # TCP_LISTEN
+            if fields[1] != want:
+                continue
+            if (fields[3] == "0A" if peer_port is None  # TCP_LISTEN
+                    else fields[2] == "0100007F:%04X" % peer_port):
                 out.add("socket:[%s]" % fields[9])
     return out
 
@@ -95,7 +104,7 @@ def wait_listening(instances, port, timeout=15):
                 tail = i.log_tail()
                 i.stop()
                 sys.exit("bench_reuseport.py: secmsgd %d exited at start: %s" % (i.index, tail))
-        inodes = listening_sockets(port)
+        inodes = tcp_sockets(port)
         if all(i.listening(inodes) for i in instances):
             return
         time.sleep(0.05)
