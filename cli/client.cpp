@@ -6,8 +6,6 @@
 #include "tls/output.hpp"
 #include "tls/tls_client.hpp"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -45,14 +43,13 @@ bool wait_for(int fd, short events, Clock::time_point deadline) {
 }
 
 // Non-blocking connect to one address; an fd when connected, else sets `why`.
-Fd connect_one(const addrinfo* ai, Clock::time_point deadline, std::string& why) {
-    Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                   ai->ai_protocol));
+Fd connect_one(const addrinfo& ai, Clock::time_point deadline, std::string& why) {
+    Fd fd(::socket(ai.ai_family, ai.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.ai_protocol));
     if (!fd) {
         why = std::strerror(errno);
         return {};
     }
-    if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
+    if (::connect(fd.get(), ai.ai_addr, ai.ai_addrlen) != 0) {
         if (errno != EINPROGRESS) {
             why = std::strerror(errno);
             return {};
@@ -93,33 +90,29 @@ std::string refused_text(const std::string& peer, const tls::Session& s) {
 Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Context> ctx,
                             const tls::ClientOptions& trust) {
     const auto deadline = Clock::now() + o.timeout;
-    const std::string where = (o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host) +
-                              ":" + std::to_string(o.port);
-
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* res = nullptr;
-    const std::string port = std::to_string(o.port);
-    if (const int rc = ::getaddrinfo(o.host.c_str(), port.c_str(), &hints, &res); rc != 0)
+    const net::Endpoint where{o.host, o.port};
+    std::optional<net::Addresses> addresses;
+    try {
+        addresses.emplace(net::resolve(where, net::Use::connect));
+    } catch (const net::ResolveError& e) {
         // A name that does not exist stays so; a failing resolver may recover.
         throw ClientError(Failure::unreachable,
-                          "cannot resolve " + o.host + ": " + ::gai_strerror(rc) + " (check --host)",
-                          rc != EAI_NONAME);
-    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(res, &::freeaddrinfo);
+                          "cannot resolve " + o.host + ": " + e.reason() + " (check --host)",
+                          !e.no_such_name());
+    }
 
     Fd fd;
     std::string peer, errors;
-    for (const addrinfo* ai = res; ai && !fd; ai = ai->ai_next) {
+    for (const addrinfo& ai : *addresses) {
         std::string why;
-        peer = net::format_address(ai->ai_addr, ai->ai_addrlen);
+        peer = net::format_address(ai.ai_addr, ai.ai_addrlen);
         fd = connect_one(ai, deadline, why);
-        if (!fd) errors += (errors.empty() ? "" : "; ") + peer + ": " + why;
+        if (fd) break;
+        errors += (errors.empty() ? "" : "; ") + peer + ": " + why;
     }
     if (!fd)
         throw ClientError(Failure::unreachable,
-                          "cannot connect to " + where + " (" + errors +
+                          "cannot connect to " + net::format_endpoint(where) + " (" + errors +
                               "): is secmsgd running there? check --host and --port");
 
     tls::Session session(std::move(ctx), fd.get());

@@ -1,24 +1,16 @@
 // Rate-limited lines about unauthenticated connections (see failure_log.hpp).
 #include "failure_log.hpp"
 
+#include "io/net.hpp"
 #include "log.hpp"
 
 namespace secmsg::daemon {
-
-std::string_view address_of(std::string_view peer) {
-    if (!peer.empty() && peer.front() == '[') {
-        auto close = peer.find(']');
-        return close == std::string_view::npos ? peer : peer.substr(1, close - 1);
-    }
-    auto colon = peer.rfind(':');
-    return colon == std::string_view::npos ? peer : peer.substr(0, colon);
-}
 
 FailureLog::FailureLog(Reactor& r) : timer_(r, [this] { end_window(); }) {}
 
 void FailureLog::report(std::string_view peer, const std::string& line) {
     if (!timer_.armed()) timer_.arm_in(window);
-    const auto addr = address_of(peer);
+    const auto addr = net::host_of(peer);
     auto it = window_.find(addr);
     if (it == window_.end()) {
         if (window_.size() >= max_addresses) {

@@ -56,7 +56,4 @@ private:
     std::uint64_t suppressed_ = 0;
 };
 
-// "192.0.2.7" of "192.0.2.7:4711", "2001:db8::1" of "[2001:db8::1]:4711".
-std::string_view address_of(std::string_view peer);
-
 }  // namespace secmsg::daemon

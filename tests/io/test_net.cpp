@@ -56,6 +56,35 @@ TEST_CASE("net: endpoints") {
     CHECK_THROWS_WITH(net::parse_endpoint("host:http", 1), doctest::Contains("invalid port 'http'"));
 }
 
+TEST_CASE("net: endpoints written as parse_endpoint reads them; hosts of peer addresses") {
+    CHECK(net::format_endpoint({"127.0.0.1", 9000}) == "127.0.0.1:9000");
+    CHECK(net::format_endpoint({"::1", 9001}) == "[::1]:9001");
+    CHECK(net::format_endpoint({"localhost", 1}) == "localhost:1");
+    const auto back = net::parse_endpoint(net::format_endpoint({"2001:db8::1", 80}), 1);
+    CHECK(back.host == "2001:db8::1");
+    CHECK(back.port == 80);
+    CHECK(net::host_of("192.0.2.7:4711") == "192.0.2.7");
+    CHECK(net::host_of("[2001:db8::1]:4711") == "2001:db8::1");
+    CHECK(net::host_of("unix") == "unix");
+    CHECK(net::host_of("[::1") == "[::1");
+}
+
+TEST_CASE("net: names and literals resolve; an unknown name says so") {
+    int n = 0;
+    for (const addrinfo& ai : net::resolve({"127.0.0.1", 8443}, net::Use::connect)) {
+        CHECK(ai.ai_family == AF_INET);
+        CHECK(ai.ai_socktype == SOCK_STREAM);
+        ++n;
+    }
+    CHECK(n == 1);
+    try {
+        (void)net::resolve({"no-such-host.invalid", 1}, net::Use::connect);
+        FAIL("resolved no-such-host.invalid");
+    } catch (const net::ResolveError& e) {
+        CHECK(std::string(e.what()).starts_with("cannot resolve no-such-host.invalid:1: "));
+    }
+}
+
 TEST_CASE("net: dual-stack listener takes IPv4 and IPv6; peers formatted") {
     Fd l = net::listen_tcp({"::", 0});
     auto port = net::local_port(l.get());
