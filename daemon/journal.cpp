@@ -1,6 +1,8 @@
 // journald's native protocol (see journal.hpp).
 #include "journal.hpp"
 
+#include "io/write_all.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -156,14 +158,9 @@ RecordQueue::Push JournalRecorder::send_memfd(Entry& e, int& err) {
             err = errno;
             return Push::failed;
         }
-        for (std::size_t off = 0; off < e.bytes.size();) {
-            ssize_t w = ::write(mfd.get(), e.bytes.data() + off, e.bytes.size() - off);
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) {
-                err = w < 0 ? errno : EIO;
-                return Push::failed;
-            }
-            off += static_cast<std::size_t>(w);
+        if (const Written w = write_all(mfd.get(), e.bytes); !w.done()) {
+            err = w.error;
+            return Push::failed;
         }
         if (::fcntl(mfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
             err = errno;

@@ -1,6 +1,8 @@
 // stderr as a non-blocking line stream (see stderr_stream.hpp).
 #include "stderr_stream.hpp"
 
+#include "io/write_all.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -44,23 +46,15 @@ void StderrStream::encode(const MessageInfo& m, std::vector<std::uint8_t>& out) 
 }
 
 RecordQueue::Push StderrStream::push(Entry& e, int& err) {
-    bool moved = false;
-    while (e.written < e.bytes.size()) {
-        const auto* p = e.bytes.data() + e.written;
-        const auto n = e.bytes.size() - e.written;
-        ssize_t w = socket_ ? ::send(fd_, p, n, MSG_DONTWAIT | MSG_NOSIGNAL) : ::write(fd_, p, n);
-        if (w > 0) {
-            e.written += static_cast<std::size_t>(w);
-            moved = true;
-            continue;
-        }
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return moved ? Push::partial : Push::would_block;
-        err = w < 0 ? errno : EIO;
-        return Push::failed;
-    }
-    return Push::done;
+    const auto rest = std::span<const std::uint8_t>(e.bytes).subspan(e.written);
+    const Written w =
+        socket_ ? send_all(fd_, rest, MSG_DONTWAIT | MSG_NOSIGNAL) : write_all(fd_, rest);
+    e.written += w.bytes;
+    if (w.done()) return Push::done;
+    if (w.error == EAGAIN || w.error == EWOULDBLOCK)
+        return w.bytes > 0 ? Push::partial : Push::would_block;
+    err = w.error;
+    return Push::failed;
 }
 
 std::string StderrStream::failure_reason(int err) const {

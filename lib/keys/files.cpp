@@ -1,6 +1,7 @@
 #include "keys/files.hpp"
 
 #include "io/fd.hpp"
+#include "io/write_all.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -197,13 +198,7 @@ bool write_file_atomically(const std::string& path, std::span<const std::uint8_t
     } cleanup{tmp};
 
     if (::fchmod(fd.get(), mode) != 0) fail(errno, "cannot set the mode of", tmp);
-    std::size_t done = 0;
-    while (done < data.size()) {
-        const ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail(errno, "cannot write", tmp);
-        done += static_cast<std::size_t>(n);
-    }
+    if (const Written w = write_all(fd.get(), data); !w.done()) fail(w.error, "cannot write", tmp);
     if (::fsync(fd.get()) != 0) fail(errno, "cannot sync", tmp);
     if (::close(fd.release()) != 0) fail(errno, "cannot write", tmp);
     // link() never replaces; rename() does.
