@@ -69,20 +69,8 @@ constexpr Profile client_profile{"client.key", "client.crt", "self-signed client
     throw std::runtime_error(what + " " + path + ": " + std::strerror(errno));
 }
 
-// Bytes that may hold key material: wiped when their owner dies.
-class WipedBuffer {
-public:
-    explicit WipedBuffer(std::size_t n) : bytes_(std::make_unique<byte[]>(n)), size_(n) {}
-    ~WipedBuffer() { sodium_memzero(bytes_.get(), size_); }
-    WipedBuffer(const WipedBuffer&) = delete;
-    WipedBuffer& operator=(const WipedBuffer&) = delete;
-    byte* data() { return bytes_.get(); }
-    word32 capacity() const { return static_cast<word32>(size_); }
-
-private:
-    std::unique_ptr<byte[]> bytes_;
-    std::size_t size_;
-};
+// The size of a buffer as wolfCrypt takes it.
+word32 capacity(const SecretBytes& b) { return static_cast<word32>(b.size()); }
 
 class Rng {
 public:
@@ -139,14 +127,14 @@ public:
     }
 
     // PKCS#8 DER of the private key into `out`; returns its length.
-    word32 to_pkcs8(WipedBuffer& out)
+    word32 to_pkcs8(SecretBytes& out)
     {
         if (type_ == KeyType::ecdsa_p256) {
-            word32 len = out.capacity();
+            word32 len = capacity(out);
             if (int rc = wc_EccKeyToPKCS8(&ecc_, out.data(), &len); rc < 0) fail("cannot encode the key", rc);
             return len;
         }
-        int rc = wc_Ed25519PrivateKeyToDer(&ed_, out.data(), out.capacity());
+        int rc = wc_Ed25519PrivateKeyToDer(&ed_, out.data(), capacity(out));
         if (rc < 0) fail("cannot encode the key", rc);
         return static_cast<word32>(rc);
     }
@@ -160,9 +148,9 @@ private:
 // An existing key file, decoded: PEM "PRIVATE KEY" (PKCS#8) or SEC1 "EC PRIVATE KEY".
 std::unique_ptr<PrivateKey> load_key(const std::string& path, const SecretBytes& pem, Rng& rng)
 {
-    WipedBuffer der(pem.size());
+    SecretBytes der(pem.size());
     int len = wc_KeyPemToDer(pem.data(), static_cast<int>(pem.size()),
-                             der.data(), static_cast<int>(der.capacity()), nullptr);
+                             der.data(), static_cast<int>(der.size()), nullptr);
     if (len <= 0) fail("cannot read the private key in " + path, len);
 
     auto ecc = std::make_unique<PrivateKey>(KeyType::ecdsa_p256);
@@ -298,12 +286,12 @@ std::string make_certificate_pem(PrivateKey& key, Rng& rng, std::time_t now, con
 }
 
 // The key as PEM "PRIVATE KEY", in memory that is wiped.
-std::unique_ptr<WipedBuffer> key_pem(PrivateKey& key, word32& pem_len)
+SecretBytes key_pem(PrivateKey& key, word32& pem_len)
 {
-    WipedBuffer der(der_capacity);
+    SecretBytes der(der_capacity);
     word32 der_len = key.to_pkcs8(der);
-    auto pem = std::make_unique<WipedBuffer>(der_capacity * 2);
-    int n = wc_DerToPem(der.data(), der_len, pem->data(), pem->capacity(), PKCS8_PRIVATEKEY_TYPE);
+    SecretBytes pem(der_capacity * 2);
+    int n = wc_DerToPem(der.data(), der_len, pem.data(), capacity(pem), PKCS8_PRIVATEKEY_TYPE);
     if (n <= 0) fail("cannot encode the key", n);
     pem_len = static_cast<word32>(n);
     return pem;
@@ -442,8 +430,8 @@ void ensure_key_and_certificate(CredentialsReport& r, const std::string& base, c
             key = std::make_unique<PrivateKey>(type);
             key->generate(rng);
             word32 len = 0;
-            auto pem = key_pem(*key, len);
-            if (write_new_file(r.key_file, pem->data(), len, 0600)) {
+            const SecretBytes pem = key_pem(*key, len);
+            if (write_new_file(r.key_file, pem.data(), len, 0600)) {
                 r.created.push_back(r.key_file);
             } else {
                 // Another process created the key meanwhile: certify that one.
