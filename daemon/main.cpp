@@ -36,6 +36,11 @@ constexpr int exit_usage = 64;
 constexpr int exit_config = 78;
 constexpr int exit_runtime = 1;
 
+// A duration in seconds, as the options take it.
+double seconds(std::chrono::milliseconds d) { return std::chrono::duration<double>(d).count(); }
+
+// The command line and the configuration file.  Every default that a
+// library struct also has (Limits, RecordOptions) is taken from that struct.
 struct Options {
     std::string host = "127.0.0.1";
     std::uint16_t port = default_port;
@@ -44,13 +49,16 @@ struct Options {
     std::vector<std::string> proxy_protocol_from;
     std::string cert, key, psk_file;
     std::string record = "auto";
-    double record_timeout = 3;
+    double record_timeout = seconds(RecordOptions{}.timeout);
     std::string journal_namespace;
     std::size_t max_connections = 10000;
-    double handshake_timeout = 10, idle_timeout = 300, shutdown_timeout = 5, frame_timeout = 30;
-    std::size_t max_partial_input = 64u << 20;
-    std::size_t max_payload = default_max_payload;
-    std::size_t max_output = 1u << 20;
+    double shutdown_timeout = 5;
+    // --max-payload, --max-output and --max-partial-input; the timeouts
+    // below are set into it once checked.
+    Limits limits;
+    double handshake_timeout = seconds(limits.handshake_timeout);
+    double idle_timeout = seconds(limits.idle_timeout);
+    double frame_timeout = seconds(limits.frame_timeout);
     std::string tls_min_version = "1.3";
     std::string tls_ciphers, tls_groups;
     bool check_config = false;
@@ -312,24 +320,21 @@ void shut_down(Server& server, Notifier& notifier, Reactor& reactor, int sig,
 }
 
 int run(Options& o) {
-    Limits limits;
+    Limits limits = o.limits;
     limits.handshake_timeout = seconds_opt(o.handshake_timeout, "--handshake-timeout");
     limits.idle_timeout = seconds_opt(o.idle_timeout, "--idle-timeout");
     limits.frame_timeout = seconds_opt(o.frame_timeout, "--frame-timeout");
     auto shutdown_bound = seconds_opt(o.shutdown_timeout, "--shutdown-timeout");
-    if (o.max_payload > max_max_payload)
+    if (limits.max_payload > max_max_payload)
         throw ConfigError("--max-payload must be at most " + std::to_string(max_max_payload));
     if (o.max_connections == 0) throw ConfigError("--max-connections must be at least 1");
-    if (o.max_output < 65536) throw ConfigError("--max-output must be at least 65536");
-    limits.max_payload = o.max_payload;
-    limits.max_output = o.max_output;
+    if (limits.max_output < 65536) throw ConfigError("--max-output must be at least 65536");
     // Room for two of the largest frames at least, or one could never arrive.
-    const std::size_t largest_frame = length_field_size + max_length_for(o.max_payload);
-    if (o.max_partial_input < 2 * largest_frame)
+    const std::size_t largest_frame = length_field_size + max_length_for(limits.max_payload);
+    if (limits.max_partial_input < 2 * largest_frame)
         throw ConfigError("--max-partial-input must be at least twice the largest frame (" +
                           std::to_string(2 * largest_frame) + " bytes with --max-payload " +
-                          std::to_string(o.max_payload) + ")");
-    limits.max_partial_input = o.max_partial_input;
+                          std::to_string(limits.max_payload) + ")");
     resolve_credential_paths(o);
     RecordOptions record;
     record.mode = parse_record_mode(o.record);
@@ -429,13 +434,13 @@ int main(int argc, char** argv) {
     app.add_option("--frame-timeout", o.frame_timeout,
                    "seconds from a frame's first byte to its last before the connection is closed")
         ->capture_default_str();
-    app.add_option("--max-partial-input", o.max_partial_input,
+    app.add_option("--max-partial-input", o.limits.max_partial_input,
                    "bytes of partly received frames held for all connections together; over it, "
                    "the connections holding the most are closed")
         ->capture_default_str();
-    app.add_option("--max-payload", o.max_payload, "largest message in bytes (at most 16 MiB)")
+    app.add_option("--max-payload", o.limits.max_payload, "largest message in bytes (at most 16 MiB)")
         ->capture_default_str();
-    app.add_option("--max-output", o.max_output,
+    app.add_option("--max-output", o.limits.max_output,
                    "bytes of unsent output per connection before its input pauses")
         ->capture_default_str();
     app.add_option("--tls-min-version", o.tls_min_version, "1.3, or 1.2 to also allow TLS 1.2 (ECDHE+AEAD)")

@@ -30,7 +30,7 @@ struct QueueLimits {
     std::size_t max_bytes = 8u << 20;  // queued record bytes before connections wait for room
     std::size_t max_entries = 1024;
     std::size_t max_log_bytes = 256u << 10;  // queued log lines before new ones are dropped
-    std::chrono::milliseconds timeout{3000};
+    std::chrono::milliseconds timeout = RecordOptions{}.timeout;  // --record-timeout
 };
 
 class RecordQueue : public Recorder, public Handler {
