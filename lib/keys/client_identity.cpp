@@ -147,10 +147,10 @@ CertificateNames names_of_certificate(std::span<const std::uint8_t> cert_der) {
 }
 
 ClientVerdict judge_client(const ClientPolicy& policy, std::span<const std::uint8_t> cert_der,
-                           const PinDigest& pin, bool chain_ok, std::string_view chain_error) {
+                           const PinDigest& pin, ChainCheck chain, std::string_view chain_error) {
     ClientVerdict v;
     const std::string pin_text = format_pin(pin);
-    if (policy.require_ca && !chain_ok) {
+    if (policy.require_ca && chain != ChainCheck::verified) {
         v.why = "certificate of key " + pin_text + " does not chain to a client CA (" +
                 escape_payload(chain_error, 120) + ")";
         return v;

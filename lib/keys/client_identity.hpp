@@ -71,12 +71,15 @@ struct ClientVerdict {
     std::string why;  // refused: one line for the log, peer-given names escaped
 };
 
+// What wolfSSL found of a certificate's chain to a --client-ca CA.
+enum class ChainCheck { verified, not_verified };
+
 // Judges the leaf certificate `cert_der` whose key digest is `pin`.
-// `chain_ok`: wolfSSL verified its chain to a --client-ca CA (only
-// consulted when the policy requires one; `chain_error` says why not).
-// Names are compared as the certificate carries them, without wildcards:
-// DNS names and email domains ignoring ASCII case, URIs exactly.
+// `chain` is consulted only when the policy requires a CA; when it is
+// not_verified, `chain_error` says why.  Names are compared as the
+// certificate carries them, without wildcards: DNS names and email
+// domains ignoring ASCII case, URIs exactly.
 ClientVerdict judge_client(const ClientPolicy& policy, std::span<const std::uint8_t> cert_der,
-                           const PinDigest& pin, bool chain_ok, std::string_view chain_error);
+                           const PinDigest& pin, ChainCheck chain, std::string_view chain_error);
 
 }  // namespace secmsg

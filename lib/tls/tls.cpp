@@ -149,8 +149,9 @@ int check_client_certificate(int preverify, WOLFSSL_X509_STORE_CTX* store) noexc
     const std::span<const std::uint8_t> leaf{store->certs[0].buffer, store->certs[0].length};
     try {
         check->seen = pin_digest_of_der(leaf);
-        ClientVerdict v = judge_client(*check->clients, leaf, *check->seen, preverify == 1,
-                                       preverify == 1 ? "" : wolfssl_reason(store->error));
+        const ChainCheck chain = preverify == 1 ? ChainCheck::verified : ChainCheck::not_verified;
+        const std::string why = chain == ChainCheck::verified ? "" : wolfssl_reason(store->error);
+        ClientVerdict v = judge_client(*check->clients, leaf, *check->seen, chain, why);
         if (v.accepted) {
             check->identity = std::move(v.identity);
             check->refused.clear();

@@ -98,9 +98,11 @@ ClientPolicy policy(bool ca, std::initializer_list<const char*> entries) {
     return p;
 }
 
-ClientVerdict judge(const ClientPolicy& p, const std::string& stem, bool chain_ok = true) {
+ClientVerdict judge(const ClientPolicy& p, const std::string& stem,
+                    ChainCheck chain = ChainCheck::verified) {
     const auto der = certs().der(stem);
-    return judge_client(p, der, certs().digest(stem), chain_ok, chain_ok ? "" : "no signer");
+    return judge_client(p, der, certs().digest(stem), chain,
+                        chain == ChainCheck::verified ? "" : "no signer");
 }
 
 }  // namespace
@@ -147,7 +149,7 @@ TEST_CASE("client identity: verdicts") {
         v = judge(p, "nosan");
         CHECK(v.accepted);
         CHECK(v.identity == certs().pin("nosan"));
-        v = judge(p, "foreign", false);
+        v = judge(p, "foreign", ChainCheck::not_verified);
         CHECK_FALSE(v.accepted);
         CHECK(v.why.find("does not chain to a client CA (no signer)") != std::string::npos);
         CHECK(v.why.find(certs().pin("foreign")) != std::string::npos);
@@ -163,19 +165,20 @@ TEST_CASE("client identity: verdicts") {
         CHECK_FALSE(judge(policy(true, {"client2.example.com"}), "client1").accepted);
         CHECK(judge(policy(true, {"client2.example.com"}), "client2").accepted);
         // the CA still decides first
-        CHECK_FALSE(judge(policy(true, {"client1.example.com"}), "foreign", false).accepted);
+        CHECK_FALSE(judge(policy(true, {"client1.example.com"}), "foreign", ChainCheck::not_verified)
+                        .accepted);
     }
     SUBCASE("pins, with or without a CA; a matched name is preferred as the identity") {
         const std::string pin = certs().pin("selfsigned");
         auto v = judge(policy(false, {"sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", pin.c_str()}),
-                       "selfsigned", false);
+                       "selfsigned", ChainCheck::not_verified);
         CHECK(v.accepted);
         CHECK(v.identity == pin);
         const std::string pin1 = certs().pin("client1");
         v = judge(policy(true, {pin1.c_str(), "client1.example.com"}), "client1");
         CHECK(v.accepted);
         CHECK(v.identity == "client1.example.com");
-        v = judge(policy(false, {pin1.c_str()}), "selfsigned", false);
+        v = judge(policy(false, {pin1.c_str()}), "selfsigned", ChainCheck::not_verified);
         CHECK_FALSE(v.accepted);
         CHECK(v.why == "client key " + pin + " (names client1.example.com, spiffe://example.org/c1, "
                                              "ops@Example.COM) matches no allowed client");
@@ -183,7 +186,7 @@ TEST_CASE("client identity: verdicts") {
     SUBCASE("without a CA a name is never consulted (a self-signed certificate claims any)") {
         ClientPolicy p;
         p.allowed.push_back(parse_allowed_client("client1.example.com"));
-        CHECK_FALSE(judge(p, "selfsigned", false).accepted);
+        CHECK_FALSE(judge(p, "selfsigned", ChainCheck::not_verified).accepted);
     }
 }
 
