@@ -36,9 +36,9 @@ std::uint64_t ClientSession::send(std::span<const std::uint8_t> message,
     return seq;
 }
 
-void ClientSession::answered(bool recorded) {
+void ClientSession::answered(Event::Kind how) {
     Pending& p = pending_.front();
-    if (keep_ == Keeping::until_acked && !recorded) {
+    if (keep_ == Keeping::until_acked && how == Event::Kind::not_recorded) {
         not_recorded_.push_back({p.number, std::move(p.message)});
     } else {
         kept_bytes_ -= p.message.size();
@@ -120,7 +120,7 @@ void ClientSession::handle_frame(std::span<const std::uint8_t> frame,
                         events);
         events.push_back({Event::Kind::acked, p.seq, 0, ProtoError::ok,
                           escape_payload(ack->note, shown_text), p.bytes, p.number});
-        answered(true);
+        answered(Event::Kind::acked);
         return;
     }
 
@@ -138,7 +138,7 @@ void ClientSession::handle_frame(std::span<const std::uint8_t> frame,
         const Pending& p = pending_.front();
         events.push_back({Event::Kind::not_recorded, p.seq, err->code, ProtoError::ok,
                           escape_payload(err->reason, shown_text), p.bytes, p.number});
-        answered(false);
+        answered(Event::Kind::not_recorded);
         return;
     }
     finished_ = true;

@@ -103,8 +103,9 @@ private:
         std::uint64_t number;
         std::vector<std::uint8_t> message;  // when keeping
     };
-    // The oldest pending one is answered: forget it, or keep it aside (ERROR 6).
-    void answered(bool recorded);
+    // The oldest pending one is answered (`how`: acked or not_recorded):
+    // forget it, or keep it aside (ERROR 6, when keeping).
+    void answered(Event::Kind how);
 
     Channel channel_;
     FrameReader reader_;
