@@ -98,7 +98,7 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
         // A name that does not exist stays so; a failing resolver may recover.
         throw ClientError(Failure::unreachable,
                           "cannot resolve " + o.host + ": " + e.reason() + " (check --host)",
-                          !e.no_such_name());
+                          e.no_such_name() ? Retry::futile : Retry::may_help);
     }
 
     Fd fd;
@@ -164,8 +164,8 @@ std::string message_name(const DeliveryHooks& hooks, std::uint64_t number) {
 // message was acknowledged.
 struct Ending {
     Failure failure = Failure::none;
-    std::string error;       // one line, without what is left unacknowledged
-    bool retriable = false;  // trying again on a new connection may help
+    std::string error;            // one line, without what is left unacknowledged
+    Retry retry = Retry::futile;  // on a new connection
 };
 
 // The send loop over one connection: the messages carried over from earlier
@@ -234,7 +234,7 @@ void Runner::fail(Failure f, std::string text) {
     }
     ending_.failure = f;
     ending_.error = std::move(text);
-    ending_.retriable = f == Failure::temporary;
+    ending_.retry = usual_retry(f);  // may_help for temporary (unreachable is Connection::open's)
 }
 
 // Acknowledged, every one: nothing left to send, to resend or to hear about.
@@ -447,10 +447,11 @@ private:
     bool take_next();  // false: the source ended
     Ending attempt();
     bool wait_before_retry(const Ending& end);
-    RunReport finish(const Ending& end, bool gave_up);
+    RunReport finish(const Ending& end);
+    RunReport give_up(const Ending& end);  // finish, after --retry-for in vain
     Clock::time_point deadline() const { return failing_since_ + o_.retry.retry_for; }
-    void say(const std::string& line, bool idle = false) const {
-        if (hooks_.retrying) hooks_.retrying(line, idle);
+    void say(const std::string& line, Retrying about = Retrying::after_failure) const {
+        if (hooks_.retrying) hooks_.retrying(line, about);
     }
 
     const DeliveryOptions& o_;
@@ -500,10 +501,12 @@ Ending Delivery::attempt() {
     try {
         conn.emplace(Connection::open(co, o_.context, o_.trust));
     } catch (const ClientError& e) {
-        return {e.kind(), e.what(), e.retriable()};
+        return {e.kind(), e.what(), e.retry()};
     }
     ++report_.connections;
-    if (hooks_.connected) hooks_.connected(*conn, report_.connections == 1, carry_.size());
+    if (hooks_.connected)
+        hooks_.connected(*conn, report_.connections == 1 ? Attempt::first : Attempt::again,
+                         carry_.size());
     ClientSession session(o_.keys, o_.window, retrying() ? Keeping::until_acked : Keeping::none);
     const Ending end =
         Runner(*conn, session, source_, carry_, report_, hooks_, o_.ack_timeout, retrying()).run();
@@ -513,13 +516,18 @@ Ending Delivery::attempt() {
     return end;
 }
 
-RunReport Delivery::finish(const Ending& end, bool gave_up) {
-    report_.failure = gave_up ? Failure::temporary : end.failure;
-    report_.gave_up = gave_up;
-    report_.error = gave_up ? "gave up after trying for " +
-                                  seconds_text(Clock::now() - failing_since_) + " (--retry-for): " +
-                                  failed_text(end)
-                            : failed_text(end);
+RunReport Delivery::finish(const Ending& end) {
+    report_.failure = end.failure;
+    report_.error = failed_text(end);
+    report_.unacked = carry_.size();
+    return report_;
+}
+
+RunReport Delivery::give_up(const Ending& end) {
+    report_.failure = Failure::temporary;
+    report_.gave_up = true;
+    report_.error = "gave up after trying for " + seconds_text(Clock::now() - failing_since_) +
+                    " (--retry-for): " + failed_text(end);
     report_.unacked = carry_.size();
     return report_;
 }
@@ -548,15 +556,16 @@ RunReport Delivery::run() {
     for (;;) {
         const Ending end = attempt();
         if (end.failure == Failure::none) return report_;
-        if (!retrying() || !end.retriable) return finish(end, false);
+        if (!retrying() || end.retry == Retry::futile) return finish(end);
         if (carry_.empty() && report_.connections > 0) {
             // Nothing at stake: connect again only when there is something to send.
-            say(end.error + "; " + unacked_text() + ": connecting again for the next one", true);
+            say(end.error + "; " + unacked_text() + ": connecting again for the next one",
+                Retrying::idle);
             failing_ = false;
             if (!take_next()) return report_;
             continue;
         }
-        if (!wait_before_retry(end)) return finish(end, true);
+        if (!wait_before_retry(end)) return give_up(end);
     }
 }
 

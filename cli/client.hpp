@@ -28,21 +28,32 @@ enum class Failure {
     temporary,    // ERROR 6 or 7, connection lost, no ACK in time
 };
 
-// A failure with one line for people, and whether trying again later may
-// help (a refused or lost connection may; a rejected certificate, a wrong
-// PSK or a host name that does not exist will not).
+// Whether trying again later may help: a refused or lost connection may;
+// a rejected certificate, a wrong PSK or a host name that does not exist
+// will not.
+enum class Retry { may_help, futile };
+
+// What a kind of failure usually says: may_help for unreachable and
+// temporary, futile for the others.
+constexpr Retry usual_retry(Failure kind) {
+    return kind == Failure::unreachable || kind == Failure::temporary ? Retry::may_help
+                                                                       : Retry::futile;
+}
+
+// A failure with one line for people, and whether trying again may help
+// (by default the kind's usual_retry).
 class ClientError : public std::runtime_error {
 public:
     ClientError(Failure kind, const std::string& what)
-        : ClientError(kind, what, kind == Failure::unreachable || kind == Failure::temporary) {}
-    ClientError(Failure kind, const std::string& what, bool retriable)
-        : std::runtime_error(what), kind_(kind), retriable_(retriable) {}
+        : ClientError(kind, what, usual_retry(kind)) {}
+    ClientError(Failure kind, const std::string& what, Retry retry)
+        : std::runtime_error(what), kind_(kind), retry_(retry) {}
     Failure kind() const { return kind_; }
-    bool retriable() const { return retriable_; }
+    Retry retry() const { return retry_; }
 
 private:
     Failure kind_;
-    bool retriable_;
+    Retry retry_;
 };
 
 struct ConnectOptions {
@@ -112,17 +123,24 @@ struct DeliveryOptions {
     RetryOptions retry;
 };
 
+// Which connection of a run a handshake made.
+enum class Attempt { first, again };
+
+// What a line about connecting again is about.
+enum class Retrying {
+    after_failure,  // messages at stake: what failed, what is left, the wait
+    idle,  // a connection with nothing unacknowledged ended: the next waits for the next message
+};
+
 // What deliver() tells its caller as it goes; each may be empty.
 struct DeliveryHooks {
-    // After each handshake: `first` for the run's first connection,
-    // `resending` = how many earlier messages are about to be sent again.
-    std::function<void(Connection&, bool first, std::size_t resending)> connected;
+    // After each handshake; `resending` = how many earlier messages are
+    // about to be sent again.
+    std::function<void(Connection&, Attempt, std::size_t resending)> connected;
     // Each ACK and ERROR 6, as it arrives.
     std::function<void(const ClientSession::Event&)> event;
-    // One line for people per retry (what failed, what is left, the wait),
-    // and when a connection with nothing unacknowledged ends (`idle`: the
-    // next connection waits for the source's next message).
-    std::function<void(const std::string&, bool idle)> retrying;
+    // One line for people per retry, and when an idle connection ends.
+    std::function<void(const std::string&, Retrying)> retrying;
     // The name of the message with this number (from 0, in input order) in
     // those lines; default "message N" (from 1).
     std::function<std::string(std::uint64_t)> name;

@@ -253,7 +253,9 @@ secmsg::DeliveryHooks progress_hooks(const Options& o, Mode mode, std::function<
     const auto which = [&o, mode](std::uint64_t number) { return message_name(o, mode, number); };
     secmsg::DeliveryHooks hooks;
     hooks.name = which;
-    hooks.connected = [&o, mode, prompt](secmsg::Connection& conn, bool first, std::size_t resending) {
+    hooks.connected = [&o, mode, prompt](secmsg::Connection& conn, secmsg::Attempt attempt,
+                                         std::size_t resending) {
+        const bool first = attempt == secmsg::Attempt::first;
         auto& s = conn.session();
         const std::string details =
             s.version() + ", " + s.cipher() + ", " + secmsg::tls::key_exchange_group(s) +
@@ -287,7 +289,8 @@ secmsg::DeliveryHooks progress_hooks(const Options& o, Mode mode, std::function<
                 ") was NOT recorded by the server (ERROR 6: " + e.text + "); it will be sent again");
         }
     };
-    hooks.retrying = [mode, prompt](const std::string& line, bool idle) {
+    hooks.retrying = [mode, prompt](const std::string& line, secmsg::Retrying about) {
+        const bool idle = about == secmsg::Retrying::idle;
         if (mode == Mode::interactive && idle) std::cout << '\n' << std::flush;  // after the prompt
         say(line);
         if (mode == Mode::interactive && idle) prompt();
