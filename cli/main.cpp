@@ -24,6 +24,7 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <unistd.h>
 
 namespace {
@@ -58,18 +59,24 @@ void say(const std::string& line) { std::cerr << "secmsg: " << line << '\n'; }
 
 enum class Mode { interactive, pipe, one_shot };
 
+// A duration in seconds, as the options take it.
+double in_seconds(std::chrono::milliseconds d) { return std::chrono::duration<double>(d).count(); }
+
+// The command line and the configuration file.  The defaults that the
+// client library also has are its own (ConnectOptions, DeliveryOptions),
+// and --help shows them from here.
 struct Options {
     std::vector<std::string> messages;
     bool whole = false;
-    std::string host = "127.0.0.1";
-    std::uint16_t port = secmsg::default_port;
-    double connect_timeout = 10;
-    double timeout = 30;
+    std::string host = secmsg::ConnectOptions{}.host;
+    std::uint16_t port = secmsg::ConnectOptions{}.port;
+    double connect_timeout = in_seconds(secmsg::ConnectOptions{}.timeout);
+    double timeout = in_seconds(secmsg::DeliveryOptions{}.ack_timeout);
     std::string ca_file, server_name, pin, psk_file;
     std::string cert, key;  // client certificate (mutual TLS)
     std::string init_identity, key_type = "ecdsa";
     bool insecure = false;
-    std::size_t window = secmsg::default_window;
+    std::size_t window = secmsg::DeliveryOptions{}.window;
     bool quiet = false;
     bool verbose = false;
     double retry_for = 60;  // seconds; 0: the first failure ends the run
@@ -344,21 +351,32 @@ struct OptionTexts {
     std::string host, port, retry_for;
 };
 
+// A default as --help shows it: "10", "0.5", "127.0.0.1".
+template <typename T>
+std::string shown(const T& value) {
+    std::ostringstream s;
+    s << value;
+    return s.str();
+}
+
 void add_options(CLI::App& app, Options& o, OptionTexts& texts) {
+    const Options defaults;
     app.add_option("-m,--message", o.messages, "send TEXT as one message (repeatable) and exit")
         ->type_name("TEXT");
     app.add_flag("--whole", o.whole, "send all of standard input as one message (binary-safe)");
-    app.add_option("--host", texts.host, "server address or name (default 127.0.0.1; IPv6 as ::1 or [::1])");
-    app.add_option("-p,--port", texts.port, "server port (default 8443)");
+    app.add_option("--host", texts.host,
+                   "server address or name (default " + defaults.host + "; IPv6 as ::1 or [::1])");
+    app.add_option("-p,--port", texts.port, "server port (default " + shown(defaults.port) + ")");
     app.add_option("--connect-timeout", o.connect_timeout,
-                   "seconds to connect and complete TLS (default 10)")
+                   "seconds to connect and complete TLS (default " +
+                       shown(defaults.connect_timeout) + ")")
         ->check(CLI::PositiveNumber);
     app.add_option("--timeout", o.timeout,
-                   "seconds to wait for an acknowledgement (default 30)")
+                   "seconds to wait for an acknowledgement (default " + shown(defaults.timeout) + ")")
         ->check(CLI::PositiveNumber);
     app.add_option("--retry-for", texts.retry_for,
                    "seconds to keep reconnecting and resending after a failure that may pass "
-                   "(default 60; 0: exit at the first failure)")
+                   "(default " + shown(defaults.retry_for) + "; 0: exit at the first failure)")
         ->type_name("SECONDS");
     app.add_option("--ca-file", o.ca_file,
                    "PEM CA certificates to verify the server with (default: the system store)");
@@ -377,7 +395,8 @@ void add_options(CLI::App& app, Options& o, OptionTexts& texts) {
         ->check(CLI::IsMember({"ecdsa", "ed25519"}));
     app.add_option("--psk-file", o.psk_file,
                    "file with the pre-shared key, its first line's when several (default $SECMSG_PSK_FILE)");
-    app.add_option("--window", o.window, "messages in flight at most (default 64)")
+    app.add_option("--window", o.window,
+                   "messages in flight at most (default " + shown(defaults.window) + ")")
         ->check(CLI::Range(1, 1 << 16));
     app.add_flag("-q,--quiet", o.quiet, "no summary line, no acknowledgements shown (one-shot)");
     app.add_flag("-v,--verbose", o.verbose, "show the connection and every acknowledgement");
