@@ -4,7 +4,7 @@
 #include "backoff.hpp"
 #include "io/net.hpp"
 #include "tls/output.hpp"
-#include "tls/tls_client.hpp"
+#include "tls/client_context.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -8,7 +8,7 @@
 #include "io/fd.hpp"
 #include "message_source.hpp"
 #include "proto/client_session.hpp"
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -1,7 +1,7 @@
 // secmsg: the companion client of secmsgd.  Option parsing and wiring only;
 // the connection, the send loop and the input are this folder's library
 // (client.hpp, message_source.hpp, backoff.hpp); the checks live in lib/
-// (client_session.hpp, tls_client.hpp).
+// (client_session.hpp, client_context.hpp).
 #include "config.hpp"
 
 #include "client.hpp"
@@ -13,7 +13,7 @@
 #include "proto/seal.hpp"
 #include "secmsg_config.h"
 #include "tls/build_info.hpp"
-#include "tls/tls_client.hpp"
+#include "tls/client_context.hpp"
 
 #include <CLI/CLI.hpp>
 

@@ -32,7 +32,7 @@
 #include "proto/server_session.hpp"
 #include "recorder.hpp"
 #include "tls/output.hpp"
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include <array>
 #include <chrono>

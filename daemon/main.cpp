@@ -12,7 +12,7 @@
 #include "server.hpp"
 #include "stderr_stream.hpp"
 #include "tls/build_info.hpp"
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include <CLI/CLI.hpp>
 #include <systemd/sd-daemon.h>

@@ -9,7 +9,7 @@
 #include "proto/seal.hpp"
 #include "proxy_intake.hpp"
 #include "recorder.hpp"
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include <chrono>
 #include <cstdint>

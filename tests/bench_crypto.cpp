@@ -36,7 +36,7 @@
 #include "proto/protocol.hpp"
 #include "proto/seal.hpp"
 #include "tls/build_info.hpp"
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include <sys/socket.h>
 #include <sys/wait.h>

@@ -25,7 +25,7 @@
 #include "proto/payload.hpp"
 #include "proto/protocol.hpp"
 #include "proto/seal.hpp"
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include <CLI/CLI.hpp>
 #include <arpa/inet.h>

@@ -2,7 +2,7 @@
 // client is: the --allow-client entries (a public-key pin, or a name that
 // must be among the certificate's subjectAltNames), the names a
 // certificate carries, and the verdict on one certificate.  No I/O; the
-// verify callback in tls.cpp feeds it the certificate wolfSSL received.
+// verify callback in tls/context.cpp feeds it the certificate wolfSSL received.
 #pragma once
 
 #include "keys/pin.hpp"

@@ -2,7 +2,7 @@
 // writing them, for secmsgd's connections and secmsg's send loop alike.
 #pragma once
 
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include <cstddef>
 #include <cstdint>

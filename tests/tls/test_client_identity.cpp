@@ -6,8 +6,8 @@
 // computes the expected pins.
 #include "keys/client_identity.hpp"
 #include "test_util.hpp"
-#include "tls/tls.hpp"
-#include "tls/tls_client.hpp"
+#include "tls/session.hpp"
+#include "tls/client_context.hpp"
 
 #include <doctest/doctest.h>
 

@@ -5,7 +5,7 @@
 #include "keys/credentials.hpp"
 #include "keys/pin.hpp"
 #include "keys/psk.hpp"
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>

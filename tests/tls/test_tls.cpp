@@ -1,7 +1,7 @@
 // tls::Session and make_server_context through a real socket pair: both ends
 // non-blocking, driven in one thread.  Certificates are made at test time by
 // python3-cryptography (an implementation outside this codebase).
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include "openssl_peer.hpp"
 #include "test_util.hpp"
@@ -76,7 +76,7 @@ tls::ServerOptions server_opts(const std::string& kind) {
 
 using Pair = test::SocketPair;
 
-// A raw wolfSSL client context (the real one is tls_client.cpp's, and it
+// A raw wolfSSL client context (the real one is client_context.cpp's, and it
 // verifies; here the server side is under test).
 std::shared_ptr<tls::Context> raw_client_ctx(bool tls12_only = false) {
     tls::init();

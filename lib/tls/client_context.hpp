@@ -1,9 +1,9 @@
-// Client-side TLS helpers beyond make_client_context (declared in tls.hpp):
+// Client-side TLS helpers beyond make_client_context (declared in context.hpp):
 // the system trust store, and what a successful handshake negotiated.
 // (What a failed one means: Session::fault().)
 #pragma once
 
-#include "tls/tls.hpp"
+#include "tls/session.hpp"
 
 #include <string>
 
@@ -16,6 +16,6 @@ inline constexpr const char* system_ca_file = "/etc/ssl/certs/ca-certificates.cr
 // empty if unknown.
 std::string key_exchange_group(const Session& s);
 
-// (peer_pin, the server key's pin, is declared in tls.hpp.)
+// (peer_pin, the server key's pin, is declared in session.hpp.)
 
 }  // namespace secmsg::tls

@@ -2,7 +2,7 @@
 // trust modes -- CA verification (--ca-file or the system store, plus the
 // server name, checked per session by Session::set_server_name), a pin of
 // the server's SubjectPublicKeyInfo instead of any CA, or none (--insecure).
-#include "tls/tls_client.hpp"
+#include "tls/client_context.hpp"
 
 #include "keys/credentials.hpp"
 #include "keys/files.hpp"

@@ -1,152 +1,33 @@
-// wolfSSL wrappers shared by the daemon and the client: owners for contexts
-// and sessions, and I/O results that say whether a call would block.
+// A wolfSSL session on a non-blocking socket: the owner of a WOLFSSL, its
+// own socket I/O (read-ahead, per-pass budgets, TLS's own output held
+// apart), I/O results that say whether a call would block, what the peer
+// has sent (SessionCounters) and how a failure is classified (Fault).
 //
-// Implemented in tls.cpp (sessions, library setup, server contexts) and
-// tls_client.cpp (client contexts: CA verification, pinning).
+// Implemented in session.cpp.
 #pragma once
 
-#include "keys/client_identity.hpp"
-#include "keys/pin.hpp"
-#include "keys/setup_error.hpp"
+#include "tls/context.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
-#include <stdexcept>
 #include <string>
-#include <vector>
 
-struct WOLFSSL_CTX;
 struct WOLFSSL;
 
 namespace secmsg::tls {
 
-// Initialises wolfSSL once per process (idempotent).
-void init();
-
-// The setting a TLS setup problem is about, so that each program can name
-// its own option and say how to fix it (the library names no program's
-// flags).
-enum class Setting {
-    none,
-    certificate,       // the certificate file
-    private_key,       // the private key file
-    certificate_pair,  // a client's certificate and key: both or neither
-    pin,               // the pin of the server's key
-    ca_file,           // CA certificates that verify the server
-    trust_store,       // the system's CA certificates (no CA file given)
-    client_ca,         // CA certificates that verify clients
-    allowed_client,    // an entry of the server's list of allowed clients
-    tls_version,       // the lowest TLS version accepted
-};
-
-// A TLS setup problem (file, key, certificate, option); what() is one clear
-// line that says what failed, about() which setting it concerns.
-class TlsError : public SetupError {
-public:
-    explicit TlsError(const std::string& what, Setting about = Setting::none)
-        : SetupError(what), about_(about) {}
-    Setting about() const { return about_; }
-
-private:
-    Setting about_;
-};
-
-// A certificate or pin rejected by the client.
-class VerifyError : public TlsError {
-public:
-    using TlsError::TlsError;
-};
-
-enum class Version { tls12, tls13 };
-
-// Which end of the connection a context's sessions are.
-enum class Side { server, client };
-
 // What kind of failure ended a session's call (Session::fault()).
 enum class Fault { none, rejected, refused, dropped, other };
-
-// The TLS 1.3 suite order this build should prefer: AES-GCM first when
-// wolfCrypt's AES runs on AES-NI, ChaCha20-Poly1305 first otherwise.
-std::string default_ciphers();
-std::string default_groups();  // X25519 first
-// (whether AES runs on AES-NI: see build_info.hpp)
-
-struct ServerOptions {
-    std::string cert_file;   // PEM; ECDSA P-256 or Ed25519
-    std::string key_file;    // PEM
-    Version min_version = Version::tls13;
-    std::string ciphers;     // empty: default_ciphers()
-    std::string groups;      // empty: default_groups()
-    bool session_tickets = true;
-    // Mutual TLS (both empty: no client certificate is asked for).  With
-    // either, every client must present a certificate: one that chains to
-    // a CA of client_ca_file (PEM) when given, and one whose key pin or
-    // subjectAltName is among allow_clients when any (names need the CA).
-    // Session tickets and the session cache are then off, so that every
-    // connection shows its certificate to the policy in force.
-    std::string client_ca_file;
-    std::vector<std::string> allow_clients;  // "sha256:PIN" or a name (client_identity.hpp)
-};
-
-struct ClientOptions {
-    std::string cert_file;    // PEM client certificate (chain) to present, with key_file
-    std::string key_file;     // PEM private key of cert_file (checked like the daemon's)
-    std::string ca_file;      // empty: the system trust store
-    std::string server_name;  // checked against the certificate, sent as SNI
-    std::string pin;          // "sha256:BASE64" of the SubjectPublicKeyInfo; replaces CA checks
-    bool insecure = false;    // no verification at all
-    std::string ciphers;
-    std::string groups;
-};
-
-// Owner of a WOLFSSL_CTX.  Move-only; an empty one is a no-op to destroy.
-class Context {
-public:
-    // Takes `ctx` (null when wolfSSL could not make one: test with bool),
-    // made with a method of `side`.  `pin`: for client contexts in pin
-    // mode, the digest the server certificate's SubjectPublicKeyInfo must
-    // have (see PeerCheck).
-    Context(WOLFSSL_CTX* ctx, Side side, std::optional<PinDigest> pin = {})
-        : ctx_(ctx), side_(side), pin_(pin) {}
-    WOLFSSL_CTX* get() const { return ctx_.get(); }
-    // The side its sessions take.
-    Side side() const { return side_; }
-    const std::optional<PinDigest>& pin() const { return pin_; }
-    // For server contexts: the client certificates accepted (see
-    // ServerOptions); inactive when none are asked for.
-    const ClientPolicy& client_policy() const { return clients_; }
-    void set_client_policy(ClientPolicy p) { clients_ = std::move(p); }
-    explicit operator bool() const { return ctx_ != nullptr; }
-
-private:
-    struct Free {
-        void operator()(WOLFSSL_CTX* c) const;
-    };
-    std::unique_ptr<WOLFSSL_CTX, Free> ctx_;
-    Side side_;
-    std::optional<PinDigest> pin_;
-    ClientPolicy clients_;
-};
-
-// Sets the key exchange groups of `ctx` from a list like "X25519:P-256",
-// in order (a client's key share is for the first).  Throws TlsError for an
-// unknown name, an empty list, or groups this wolfSSL cannot use.
-void set_groups(Context& ctx, const std::string& groups);
-
-// Builds a server context; throws TlsError naming the file or option at fault.
-std::shared_ptr<Context> make_server_context(const ServerOptions& o);
-// Builds a client context (tls_client.cpp); throws TlsError.
-std::shared_ptr<Context> make_client_context(const ClientOptions& o);
 
 // A session's check of the peer's certificate.  Each client Session owns
 // one, and so does each server Session whose context asks for client
 // certificates; it is the verify callback's context.  For a client: the
-// pin its context requires, if any (`want`; the callback in tls_client.cpp
+// pin its context requires, if any (`want`; the callback in client_context.cpp
 // judges it).  For a server: the context's ClientPolicy (`clients`; the
-// callback in tls.cpp judges the client's certificate with judge_client
+// callback in context.cpp judges the client's certificate with judge_client
 // and keeps the identity, or why it was refused).  Either side: `seen`,
 // the digest of the peer's (leaf) certificate key once the handshake has
 // shown it.  Works without wolfSSL's OpenSSL layer or session certificate
@@ -186,7 +67,7 @@ struct SessionCounters {
     std::uint64_t records_without_data = 0;
 };
 
-struct SessionIo;  // tls.cpp: the session's own socket I/O (wolfSSL callbacks)
+struct SessionIo;  // session.cpp: the session's own socket I/O (wolfSSL callbacks)
 
 // Owner of a WOLFSSL session bound to a non-blocking fd it does not own.
 // Keeps its context alive.  Move-only.  The side (server or client) is the
@@ -212,7 +93,7 @@ public:
     // A session of the context's side on `fd`.  Throws TlsError.  A client
     // session also owns its PeerCheck.
     Session(std::shared_ptr<Context> ctx, int fd);
-    // Defaulted in tls.cpp, where SessionIo is complete.  Move-only.
+    // Defaulted in session.cpp, where SessionIo is complete.  Move-only.
     ~Session();
     Session(Session&& o) noexcept;
     Session& operator=(Session&& o) noexcept;
