@@ -12,8 +12,8 @@ Backoff::Backoff(ms first, ms cap)
 
 Backoff::ms Backoff::next(double fraction) {
     fraction = std::clamp(fraction, 0.0, 1.0);
-    const auto delay = ms(static_cast<long long>(static_cast<double>(step_.count()) *
-                                                 (0.5 + 0.5 * fraction) + 0.5));
+    const auto delay = ms(
+        static_cast<long long>(static_cast<double>(step_.count()) * (0.5 + 0.5 * fraction) + 0.5));
     step_ = std::min(step_ * 2, cap_);
     return delay;
 }

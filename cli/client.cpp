@@ -27,7 +27,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 int ms_until(Clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     return static_cast<int>(std::clamp<long long>(left.count(), 0, 1 << 30));
 }
 
@@ -72,7 +73,8 @@ Fd connect_one(const addrinfo& ai, Clock::time_point deadline, std::string& why)
 }
 
 std::string trust_advice(const tls::ClientOptions& trust) {
-    if (!trust.pin.empty()) return "check --pin (secmsgd --init-credentials prints the server's pin)";
+    if (!trust.pin.empty())
+        return "check --pin (secmsgd --init-credentials prints the server's pin)";
     if (trust.ca_file.empty())
         return "pass the server's CA certificate with --ca-file, or its key with --pin";
     return "check --ca-file and --server-name, or pin the server's key with --pin";
@@ -82,7 +84,8 @@ std::string trust_advice(const tls::ClientOptions& trust) {
 std::string refused_text(const std::string& peer, const tls::Session& s) {
     return "the server at " + peer + " refused this client (TLS alert " + s.refusal_alert() +
            "): it requires a client certificate it accepts: check --cert and --key, and the "
-           "server's --client-ca and --allow-client (secmsg --init-identity prints the pin to allow)";
+           "server's --client-ca and --allow-client (secmsg --init-identity prints the pin to "
+           "allow)";
 }
 
 }  // namespace
@@ -136,15 +139,17 @@ Connection Connection::open(const ConnectOptions& o, std::shared_ptr<tls::Contex
                                          name + " (" + session.error_text() + ")";
             throw ClientError(Failure::certificate, what + ": " + trust_advice(trust));
         }
-        case tls::Fault::refused: throw ClientError(Failure::certificate, refused_text(peer, session));
+        case tls::Fault::refused:
+            throw ClientError(Failure::certificate, refused_text(peer, session));
         case tls::Fault::dropped:
             throw ClientError(Failure::unreachable,
-                              "the server at " + peer + " closed the connection during the TLS "
-                              "handshake (" + session.error_text() +
-                              "): is it secmsgd, and below its connection limit?");
+                              "the server at " + peer +
+                                  " closed the connection during the TLS "
+                                  "handshake (" +
+                                  session.error_text() +
+                                  "): is it secmsgd, and below its connection limit?");
         case tls::Fault::none:
-        case tls::Fault::other:
-            break;
+        case tls::Fault::other: break;
         }
         throw ClientError(Failure::protocol, "TLS handshake with " + peer +
                                                  " failed: " + session.error_text() +
@@ -175,8 +180,14 @@ public:
     Runner(Connection& c, ClientSession& s, MessageSource& src, std::deque<Unanswered>& carry,
            RunReport& report, const DeliveryHooks& hooks, std::chrono::milliseconds ack_timeout,
            bool retrying)
-        : conn_(c), session_(s), source_(src), carry_(carry), report_(report), hooks_(hooks),
-          ack_timeout_(ack_timeout), retrying_(retrying) {
+        : conn_(c),
+          session_(s),
+          source_(src),
+          carry_(carry),
+          report_(report),
+          hooks_(hooks),
+          ack_timeout_(ack_timeout),
+          retrying_(retrying) {
         rbuf_.resize(64 * 1024);
     }
 
@@ -197,8 +208,8 @@ private:
 
     bool may_take() const;
     void pull();
-    bool flush();     // false: failed (ending_ filled)
-    bool drain();     // false: finished or failed (ending_ filled)
+    bool flush();  // false: failed (ending_ filled)
+    bool drain();  // false: finished or failed (ending_ filled)
     bool handle(const ClientSession::Event& e);
     void fail(Failure f, std::string text);
     bool everything_answered() const;
@@ -220,7 +231,8 @@ private:
     std::vector<std::uint8_t> msg_;
     std::vector<std::uint8_t> rbuf_;
     std::vector<ClientSession::Event> events_;
-    std::uint64_t not_recorded_ = 0;   // retrying: ERROR 6 on this connection; while > 0, nothing new is sent
+    std::uint64_t not_recorded_ =
+        0;  // retrying: ERROR 6 on this connection; while > 0, nothing new is sent
     std::uint64_t first_not_recorded_ = 0;
     std::string not_recorded_reason_;
     Clock::time_point last_progress_ = Clock::now();
@@ -250,7 +262,8 @@ bool Runner::may_take() const {
 }
 
 void Runner::pull() {
-    if (input_ == Input::waiting) input_ = Input::open;  // asked again: poll said readable, or room came
+    if (input_ == Input::waiting)
+        input_ = Input::open;  // asked again: poll said readable, or room came
     while (may_take()) {
         if (session_.in_flight() == 0) last_progress_ = Clock::now();
         if (!carry_.empty()) {
@@ -276,18 +289,14 @@ void Runner::pull() {
 bool Runner::flush() {
     tls_wants_write_ = false;
     switch (out_.flush(conn_.session()).status) {
-    case tls::Io::done:
-        return true;
-    case tls::Io::want_write:
-        tls_wants_write_ = true;
-        return true;
+    case tls::Io::done: return true;
+    case tls::Io::want_write: tls_wants_write_ = true; return true;
     case tls::Io::want_read:  // TLS needs the peer first; reading comes next anyway
         return true;
     case tls::Io::closed:
         peer_ = Peer::closed;
         return true;  // drain() reports it after reading what is left
-    case tls::Io::failed:
-        break;
+    case tls::Io::failed: break;
     }
     fail(Failure::temporary, "connection to " + conn_.peer() + " lost while sending (" +
                                  conn_.session().error_text() + ")");
@@ -311,14 +320,12 @@ bool Runner::handle(const ClientSession::Event& e) {
     if (hooks_.event) hooks_.event(e);
     switch (e.kind) {
     case Kind::acked:
-    case Kind::not_recorded:
-        return true;
+    case Kind::not_recorded: return true;
     case Kind::protocol_error:
         fail(Failure::protocol, "protocol error from " + conn_.peer() + ": " + e.text +
                                     (e.local == ProtoError::auth ? " (check --psk-file)" : ""));
         return false;
-    case Kind::server_error:
-        break;
+    case Kind::server_error: break;
     }
     const auto code = static_cast<ProtoError>(e.code);
     const std::string reason = e.text.empty() ? std::string(describe(code)) : e.text;
@@ -328,11 +335,12 @@ bool Runner::handle(const ClientSession::Event& e) {
         return false;
     }
     const std::string about = e.seq == no_seq ? "" : " about seq " + std::to_string(e.seq);
-    const std::string advice = code == ProtoError::too_large ? " (the server's --max-payload is lower)"
-                               : code == ProtoError::auth   ? " (is the PSK the server's? check --psk-file)"
-                                                            : "";
-    fail(Failure::protocol, "the server ended the connection with ERROR " +
-                                std::to_string(e.code) + about + ": " + reason + advice);
+    const std::string advice =
+        code == ProtoError::too_large ? " (the server's --max-payload is lower)"
+        : code == ProtoError::auth    ? " (is the PSK the server's? check --psk-file)"
+                                      : "";
+    fail(Failure::protocol, "the server ended the connection with ERROR " + std::to_string(e.code) +
+                                about + ": " + reason + advice);
     return false;
 }
 
@@ -349,12 +357,8 @@ bool Runner::drain() {
         case tls::Io::want_read:
             if (peer_ == Peer::closed) break;
             return true;
-        case tls::Io::want_write:
-            tls_wants_write_ = true;
-            return true;
-        case tls::Io::closed:
-            peer_ = Peer::closed;
-            break;
+        case tls::Io::want_write: tls_wants_write_ = true; return true;
+        case tls::Io::closed: peer_ = Peer::closed; break;
         case tls::Io::failed:
             fail(Failure::temporary,
                  "connection to " + conn_.peer() + " lost (" + conn_.session().error_text() + ")");
@@ -398,8 +402,8 @@ Ending Runner::run() {
             if (timeout == 0) {
                 char secs[32];
                 std::snprintf(secs, sizeof secs, "%g", ack_timeout_.count() / 1000.0);
-                fail(Failure::temporary, "no reply from " + conn_.peer() + " within " + secs +
-                                             " s (see --timeout)");
+                fail(Failure::temporary,
+                     "no reply from " + conn_.peer() + " within " + secs + " s (see --timeout)");
                 return ending_;
             }
         }
@@ -571,7 +575,8 @@ RunReport Delivery::run() {
 
 }  // namespace
 
-RunReport deliver(const DeliveryOptions& options, MessageSource& source, const DeliveryHooks& hooks) {
+RunReport deliver(const DeliveryOptions& options, MessageSource& source,
+                  const DeliveryHooks& hooks) {
     return Delivery(options, source, hooks).run();
 }
 

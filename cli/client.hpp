@@ -37,7 +37,7 @@ enum class Retry { may_help, futile };
 // temporary, futile for the others.
 constexpr Retry usual_retry(Failure kind) {
     return kind == Failure::unreachable || kind == Failure::temporary ? Retry::may_help
-                                                                       : Retry::futile;
+                                                                      : Retry::futile;
 }
 
 // A failure with one line for people, and whether trying again may help
@@ -59,7 +59,7 @@ private:
 struct ConnectOptions {
     std::string host = "127.0.0.1";  // name, IPv4 or IPv6 literal (no brackets)
     std::uint16_t port = default_port;
-    std::string server_name;  // checked against the certificate; empty: host
+    std::string server_name;                   // checked against the certificate; empty: host
     std::chrono::milliseconds timeout{10000};  // TCP connect and TLS handshake together
 };
 
@@ -83,14 +83,14 @@ private:
     Connection(Fd fd, tls::Session session, std::string peer)
         : fd_(std::move(fd)), session_(std::move(session)), peer_(std::move(peer)) {}
 
-    Fd fd_;                // declared first: closed after the session is freed
+    Fd fd_;  // declared first: closed after the session is freed
     tls::Session session_;
     std::string peer_;
 };
 
 // What a run did.
 struct RunReport {
-    std::uint64_t sent = 0;          // messages taken from the source (each counted once)
+    std::uint64_t sent = 0;  // messages taken from the source (each counted once)
     std::uint64_t acked = 0;
     std::uint64_t not_recorded = 0;  // ERROR 6, not sent again (without retrying)
     std::uint64_t bytes = 0;         // message bytes acknowledged
@@ -158,6 +158,7 @@ struct DeliveryHooks {
 // unacknowledged is made again only for the next message.  Once retry_for
 // has passed without an ACK, the run ends with Failure::temporary and
 // gave_up.  Nothing is kept about a message after its ACK.
-RunReport deliver(const DeliveryOptions& options, MessageSource& source, const DeliveryHooks& hooks);
+RunReport deliver(const DeliveryOptions& options, MessageSource& source,
+                  const DeliveryHooks& hooks);
 
 }  // namespace secmsg

@@ -24,7 +24,8 @@ std::string trim(const std::string& s) {
 std::string default_config_path() {
     if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x)
         return std::string(x) + "/secmsg/config";
-    if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.config/secmsg/config";
+    if (const char* h = std::getenv("HOME"); h && *h)
+        return std::string(h) + "/.config/secmsg/config";
     return {};
 }
 
@@ -34,8 +35,8 @@ std::map<std::string, std::string> read_config(const std::string& path) {
     std::ifstream in(path);
     if (!in) {
         if (errno == ENOENT) return out;
-        throw ConfigError(true, "cannot read configuration file " + path + ": " +
-                                    std::strerror(errno));
+        throw ConfigError(true,
+                          "cannot read configuration file " + path + ": " + std::strerror(errno));
     }
     std::string line;
     for (int n = 1; std::getline(in, line); ++n) {

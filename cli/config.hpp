@@ -25,9 +25,8 @@ private:
 std::string default_config_path();
 
 // The keys the file may set (the long option names without "--").
-inline constexpr const char* config_keys[] = {"host", "port", "psk-file", "ca-file",
-                                              "server-name", "pin", "cert", "key",
-                                              "retry-for"};
+inline constexpr const char* config_keys[] = {"host", "port", "psk-file", "ca-file",  "server-name",
+                                              "pin",  "cert", "key",      "retry-for"};
 
 // Reads the file at `path`: key -> value.  A missing file is no error (an
 // empty map).  A leading "~/" in a value is the home directory.  Throws

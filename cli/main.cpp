@@ -90,7 +90,8 @@ std::chrono::milliseconds to_ms(double seconds) {
 // "exit" (or end of input) quits.
 class TypedLines : public secmsg::MessageSource {
 public:
-    explicit TypedLines(std::function<void()> prompt) : lines_(STDIN_FILENO), prompt_(std::move(prompt)) {}
+    explicit TypedLines(std::function<void()> prompt)
+        : lines_(STDIN_FILENO), prompt_(std::move(prompt)) {}
     Next next(std::vector<std::uint8_t>& msg) override {
         for (;;) {
             const Next n = lines_.next(msg);
@@ -145,15 +146,18 @@ secmsg::tls::ClientOptions trust_options(const Options& o) {
     trust.cert_file = o.cert;
     trust.key_file = o.key;
     if (!o.pin.empty() && !secmsg::parse_pin(o.pin))
-        stop("--pin " + o.pin + " is not a pin: expected sha256: and the base64 of 32 bytes "
-             "(secmsgd --init-credentials prints it)",
+        stop("--pin " + o.pin +
+                 " is not a pin: expected sha256: and the base64 of 32 bytes "
+                 "(secmsgd --init-credentials prints it)",
              usage);
     if (o.insecure)
         say("warning: --insecure: the server's certificate is NOT verified; anyone between "
             "you and the server can impersonate it (use --ca-file or --pin instead)");
-    if (!o.insecure && o.pin.empty() && !o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0)
-        stop("cannot read CA file " + o.ca_file + ": " + std::strerror(errno) + " (check --ca-file)",
-             no_input);
+    if (!o.insecure && o.pin.empty() && !o.ca_file.empty() &&
+        ::access(o.ca_file.c_str(), R_OK) != 0)
+        stop(
+            "cannot read CA file " + o.ca_file + ": " + std::strerror(errno) + " (check --ca-file)",
+            no_input);
     return trust;
 }
 
@@ -183,7 +187,8 @@ std::string with_option(const secmsg::tls::TlsError& e) {
         return "--cert and --key go together: give both (secmsg --init-identity DIR makes a pair)";
     case Setting::pin: return "--pin " + what + " (secmsgd --init-credentials prints it)";
     case Setting::ca_file: return what + " (--ca-file)";
-    case Setting::trust_store: return what + " (install ca-certificates, or use --ca-file or --pin)";
+    case Setting::trust_store:
+        return what + " (install ca-certificates, or use --ca-file or --pin)";
     case Setting::none:
     case Setting::client_ca:
     case Setting::allowed_client:
@@ -206,12 +211,9 @@ std::shared_ptr<secmsg::tls::Context> client_context(const secmsg::tls::ClientOp
 std::unique_ptr<secmsg::MessageSource> message_source(const Options& o, Mode mode,
                                                       const std::function<void()>& prompt) {
     switch (mode) {
-    case Mode::interactive:
-        return std::make_unique<TypedLines>(prompt);
-    case Mode::one_shot:
-        return std::make_unique<secmsg::ListSource>(o.messages);
-    case Mode::pipe:
-        break;
+    case Mode::interactive: return std::make_unique<TypedLines>(prompt);
+    case Mode::one_shot: return std::make_unique<secmsg::ListSource>(o.messages);
+    case Mode::pipe: break;
     }
     if (!o.whole) return std::make_unique<secmsg::LineSource>(STDIN_FILENO);
     auto whole = std::make_unique<secmsg::WholeSource>(STDIN_FILENO, secmsg::max_max_payload);
@@ -246,7 +248,8 @@ secmsg::DeliveryOptions delivery_options(const Options& o, Mode mode,
 // How a message is named for people: its place in the input.
 std::string message_name(const Options& o, Mode mode, std::uint64_t number) {
     switch (mode) {
-    case Mode::pipe: return o.whole ? std::string("the message") : "line " + std::to_string(number + 1);
+    case Mode::pipe:
+        return o.whole ? std::string("the message") : "line " + std::to_string(number + 1);
     case Mode::one_shot: return "message " + std::to_string(number + 1) + " (-m)";
     case Mode::interactive: break;
     }
@@ -270,7 +273,8 @@ secmsg::DeliveryHooks progress_hooks(const Options& o, Mode mode, std::function<
         if (o.verbose)
             say(std::string(first ? "connected" : "connected again") + " to " + conn.peer() + " (" +
                 details + "), server key " + secmsg::tls::peer_pin(s) +
-                (resending ? "; sending " + std::to_string(resending) + " unacknowledged again" : ""));
+                (resending ? "; sending " + std::to_string(resending) + " unacknowledged again"
+                           : ""));
         if (mode == Mode::interactive && first) {
             std::cerr << "Connected to " << conn.peer() << " (" << details << ").\n"
                       << "Type a message and press Enter; 'exit' or Ctrl-D quits.\n";
@@ -288,12 +292,12 @@ secmsg::DeliveryHooks progress_hooks(const Options& o, Mode mode, std::function<
             }
         } else if (e.kind == Kind::not_recorded && !retrying) {
             say(which(e.number) + " (seq " + std::to_string(e.seq) +
-                ") was NOT recorded by the server (ERROR 6: " + e.text +
-                "); it may be sent again");
+                ") was NOT recorded by the server (ERROR 6: " + e.text + "); it may be sent again");
             if (mode == Mode::interactive) prompt();
         } else if (e.kind == Kind::not_recorded && o.verbose) {
             say(which(e.number) + " (seq " + std::to_string(e.seq) +
-                ") was NOT recorded by the server (ERROR 6: " + e.text + "); it will be sent again");
+                ") was NOT recorded by the server (ERROR 6: " + e.text +
+                "); it will be sent again");
         }
     };
     hooks.retrying = [mode, prompt](const std::string& line, secmsg::Retrying about) {
@@ -313,9 +317,8 @@ int conclude(const Options& o, Mode mode, const secmsg::RunReport& r,
         std::cout << '\n' << std::flush;
     if (r.failure != Failure::none) say(r.error);
     if (mode == Mode::pipe && !o.quiet && r.connections > 0)
-        say(std::to_string(r.acked) + " of " + std::to_string(r.sent) +
-            " messages acknowledged (" + std::to_string(r.bytes) + " bytes) in " +
-            seconds(took) +
+        say(std::to_string(r.acked) + " of " + std::to_string(r.sent) + " messages acknowledged (" +
+            std::to_string(r.bytes) + " bytes) in " + seconds(took) +
             (r.not_recorded ? ", " + std::to_string(r.not_recorded) + " NOT recorded" : "") +
             (r.resent ? ", " + std::to_string(r.resent) + " sent again over " +
                             std::to_string(r.connections) + " connections"
@@ -367,16 +370,18 @@ void add_options(CLI::App& app, Options& o, OptionTexts& texts) {
     app.add_option("--host", texts.host,
                    "server address or name (default " + defaults.host + "; IPv6 as ::1 or [::1])");
     app.add_option("-p,--port", texts.port, "server port (default " + shown(defaults.port) + ")");
-    app.add_option("--connect-timeout", o.connect_timeout,
-                   "seconds to connect and complete TLS (default " +
-                       shown(defaults.connect_timeout) + ")")
+    app.add_option(
+           "--connect-timeout", o.connect_timeout,
+           "seconds to connect and complete TLS (default " + shown(defaults.connect_timeout) + ")")
         ->check(CLI::PositiveNumber);
-    app.add_option("--timeout", o.timeout,
-                   "seconds to wait for an acknowledgement (default " + shown(defaults.timeout) + ")")
+    app.add_option(
+           "--timeout", o.timeout,
+           "seconds to wait for an acknowledgement (default " + shown(defaults.timeout) + ")")
         ->check(CLI::PositiveNumber);
     app.add_option("--retry-for", texts.retry_for,
                    "seconds to keep reconnecting and resending after a failure that may pass "
-                   "(default " + shown(defaults.retry_for) + "; 0: exit at the first failure)")
+                   "(default " +
+                       shown(defaults.retry_for) + "; 0: exit at the first failure)")
         ->type_name("SECONDS");
     app.add_option("--ca-file", o.ca_file,
                    "PEM CA certificates to verify the server with (default: the system store)");
@@ -391,34 +396,35 @@ void add_options(CLI::App& app, Options& o, OptionTexts& texts) {
     app.add_option("--init-identity", o.init_identity,
                    "create DIR/client.key and a self-signed DIR/client.crt where missing, print "
                    "the pin for the server's --allow-client, then exit");
-    app.add_option("--key-type", o.key_type, "for --init-identity: ecdsa (P-256, default) or ed25519")
+    app.add_option("--key-type", o.key_type,
+                   "for --init-identity: ecdsa (P-256, default) or ed25519")
         ->check(CLI::IsMember({"ecdsa", "ed25519"}));
-    app.add_option("--psk-file", o.psk_file,
-                   "file with the pre-shared key, its first line's when several (default $SECMSG_PSK_FILE)");
+    app.add_option(
+        "--psk-file", o.psk_file,
+        "file with the pre-shared key, its first line's when several (default $SECMSG_PSK_FILE)");
     app.add_option("--window", o.window,
                    "messages in flight at most (default " + shown(defaults.window) + ")")
         ->check(CLI::Range(1, 1 << 16));
     app.add_flag("-q,--quiet", o.quiet, "no summary line, no acknowledgements shown (one-shot)");
     app.add_flag("-v,--verbose", o.verbose, "show the connection and every acknowledgement");
-    app.set_version_flag("--version",
-                         std::string("secmsg ") + SECMSG_VERSION + " (" +
-                             secmsg::wolfssl_build_description() + ")");
+    app.set_version_flag("--version", std::string("secmsg ") + SECMSG_VERSION + " (" +
+                                          secmsg::wolfssl_build_description() + ")");
 
     // A repeated option takes its last value, as in most Unix tools (so a
     // wrapper script's defaults can be overridden by appending).
     for (CLI::Option* opt : app.get_options())
         if (opt->get_name() != "--message" && opt->get_type_size() != 0)
             opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-
 }
 
 // --init-identity: makes the client's key and certificate where missing
 // and prints them with the pin; nothing is sent.
 int init_identity(const Options& o) {
     try {
-        const auto r = secmsg::init_client_identity(o.init_identity, secmsg::parse_key_type(o.key_type));
-        std::cout << secmsg::format_report(r)
-                  << "use it with: secmsg --cert " << r.cert_file << " --key " << r.key_file << "\n"
+        const auto r =
+            secmsg::init_client_identity(o.init_identity, secmsg::parse_key_type(o.key_type));
+        std::cout << secmsg::format_report(r) << "use it with: secmsg --cert " << r.cert_file
+                  << " --key " << r.key_file << "\n"
                   << "allow it on the server with: --allow-client " << r.pin << "\n";
         return ok;
     } catch (const std::exception& e) {
@@ -497,14 +503,15 @@ Mode mode_for(const Options& o) {
 int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);
 
-    CLI::App app{"secmsg: send messages to secmsgd over TLS, each sealed with a pre-shared key.\n"
-                 "Interactive when standard input is a terminal; otherwise each input line is\n"
-                 "one message.  Exit status: 0 all acknowledged, 64 usage, 65 input too large,\n"
-                 "66 file missing, 69 server unreachable, 75 not recorded or connection lost\n"
-                 "(after --retry-for; resend later), 76 protocol error, 77 certificate or pin\n"
-                 "rejected.\n"
-                 "See secmsg(1).",
-                 "secmsg"};
+    CLI::App app{
+        "secmsg: send messages to secmsgd over TLS, each sealed with a pre-shared key.\n"
+        "Interactive when standard input is a terminal; otherwise each input line is\n"
+        "one message.  Exit status: 0 all acknowledged, 64 usage, 65 input too large,\n"
+        "66 file missing, 69 server unreachable, 75 not recorded or connection lost\n"
+        "(after --retry-for; resend later), 76 protocol error, 77 certificate or pin\n"
+        "rejected.\n"
+        "See secmsg(1).",
+        "secmsg"};
     Options o;
     OptionTexts texts;
     add_options(app, o, texts);

@@ -36,8 +36,8 @@ bool read_some(int fd, std::vector<std::uint8_t>& buf, std::size_t most = read_c
 
 MessageSource::Next LineSource::next(std::vector<std::uint8_t>& msg) {
     const auto begin = buf_.begin();
-    const auto nl = std::find(begin + static_cast<std::ptrdiff_t>(scan_), buf_.end(),
-                              std::uint8_t{'\n'});
+    const auto nl =
+        std::find(begin + static_cast<std::ptrdiff_t>(scan_), buf_.end(), std::uint8_t{'\n'});
     if (nl != buf_.end()) {
         if (static_cast<std::size_t>(nl - begin) - start_ > limit_) too_long();
         msg.assign(begin + static_cast<std::ptrdiff_t>(start_), nl);

@@ -133,8 +133,9 @@ void Connection::do_handshake() {
     case tls::Io::closed: close_now(CloseReason::client_closed); return;
     case tls::Io::failed:
         if (proxy::looks_like_header(tls_->first_bytes()))
-            warn("TLS handshake failed: a PROXY protocol v2 header, from an address not in "
-                 "--proxy-protocol-from");
+            warn(
+                "TLS handshake failed: a PROXY protocol v2 header, from an address not in "
+                "--proxy-protocol-from");
         else
             warn("TLS handshake failed: " + tls_->error_text());
         close_now(CloseReason::tls_failed);
@@ -180,7 +181,7 @@ void Connection::read_input() {
         case tls::Io::closed:
             // The client is done sending: answer what came, then close.
             enter_closing(session_.has_buffered() ? CloseReason::client_gone_mid_frame
-                                                 : CloseReason::client_closed);
+                                                  : CloseReason::client_closed);
             return;
         case tls::Io::failed:
             if (session_.has_buffered()) {
@@ -250,8 +251,10 @@ bool Connection::check_control_records() {
         return true;
     }
     if (total - control_base_ <= shared_.limits.max_control_records) return true;
-    warn(std::to_string(total - control_base_) + " TLS records without data (KeyUpdate, alerts) in " +
-         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - control_since_).count()) +
+    warn(std::to_string(total - control_base_) +
+         " TLS records without data (KeyUpdate, alerts) in " +
+         std::to_string(
+             std::chrono::duration_cast<std::chrono::milliseconds>(now - control_since_).count()) +
          " ms, more than " + std::to_string(shared_.limits.max_control_records) + " per " +
          std::to_string(shared_.limits.control_window.count() / 1000) + " s");
     close_now(CloseReason::tls_abuse);
@@ -298,7 +301,8 @@ void Connection::answer_not_recorded(std::uint64_t seq, const std::string& why) 
         record_error_logged_ = true;
     }
     ++not_recorded_;
-    session_.not_recorded(seq, "message not recorded (" + why + "); it may be resent", out_.queue());
+    session_.not_recorded(seq, "message not recorded (" + why + "); it may be resent",
+                          out_.queue());
 }
 
 void Connection::record_done(const RecordResult& outcome) {
@@ -340,11 +344,8 @@ bool Connection::flush() {
     switch (r.status) {
     case tls::Io::done:
     case tls::Io::want_write:  // EPOLLOUT continues
-    case tls::Io::want_read:
-        break;
-    case tls::Io::closed:
-        close_now(CloseReason::client_closed);
-        return false;
+    case tls::Io::want_read: break;
+    case tls::Io::closed: close_now(CloseReason::client_closed); return false;
     case tls::Io::failed:
         warn("TLS write failed: " + tls_->error_text());
         close_now(CloseReason::write_failed);
@@ -479,16 +480,18 @@ void Connection::close_now(CloseReason why) {
     shared_.reactor.remove(fd_.get());
     tls_.reset();
     fd_.reset();
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count();
     char dur[32];
     std::snprintf(dur, sizeof dur, "%lld.%03llds", static_cast<long long>(ms / 1000),
                   static_cast<long long>(ms % 1000));
     std::string line =
         who() + " closed: tls " + (tls_version_.empty() ? "-" : tls_version_ + " " + tls_cipher_) +
         ", in " + std::to_string(session_.frames_in()) + " frames " + std::to_string(bytes_in_) +
-        " bytes, out " + std::to_string(session_.frames_out()) + " frames " + std::to_string(bytes_out_) +
-        " bytes, " + (not_recorded_ ? std::to_string(not_recorded_) + " not recorded, " : "") +
-        "duration " + dur + ", reason " + describe(reason_) +
+        " bytes, out " + std::to_string(session_.frames_out()) + " frames " +
+        std::to_string(bytes_out_) + " bytes, " +
+        (not_recorded_ ? std::to_string(not_recorded_) + " not recorded, " : "") + "duration " +
+        dur + ", reason " + describe(reason_) +
         (identity_.client.empty() ? "" : ", client=" + identity_.client);
     if (authenticated())
         log::info(line);

@@ -48,17 +48,17 @@ namespace secmsg::daemon {
 // Why a connection ended (one word in its summary line).
 enum class CloseReason {
     none,
-    client_closed,      // close_notify or FIN from the client
+    client_closed,          // close_notify or FIN from the client
     client_gone_mid_frame,  // the client vanished with part of a frame sent
-    tls_failed,         // handshake or record layer failure
+    tls_failed,             // handshake or record layer failure
     handshake_timeout,
     idle_timeout,
-    frame_timeout,      // a frame not complete within --frame-timeout of its first byte
-    shed,               // the largest partial frame when the partial-input budget was reached
-    tls_abuse,          // too many TLS records without data (a KeyUpdate flood)
-    protocol_error,     // ERROR 1 to 5 sent
-    server_shutdown,    // ERROR 7 sent
-    shutdown_timeout,   // still open when the shutdown bound passed
+    frame_timeout,     // a frame not complete within --frame-timeout of its first byte
+    shed,              // the largest partial frame when the partial-input budget was reached
+    tls_abuse,         // too many TLS records without data (a KeyUpdate flood)
+    protocol_error,    // ERROR 1 to 5 sent
+    server_shutdown,   // ERROR 7 sent
+    shutdown_timeout,  // still open when the shutdown bound passed
     write_failed,
 };
 
@@ -71,9 +71,9 @@ struct Limits {
     std::chrono::milliseconds idle_timeout{300000};
     std::chrono::milliseconds frame_timeout{30000};  // first byte of a frame to its last
     std::size_t max_partial_input = 64u << 20;       // all connections' partial frames together
-    std::chrono::milliseconds linger{2000};  // closing + lingering bound
-    int reads_per_pass = 8;                  // TLS reads (records with data) per connection per pass
-    int frames_per_pass = 256;               // frames handled per connection per pass
+    std::chrono::milliseconds linger{2000};          // closing + lingering bound
+    int reads_per_pass = 8;     // TLS reads (records with data) per connection per pass
+    int frames_per_pass = 256;  // frames handled per connection per pass
     // What one pass may take from a connection's socket, whatever the
     // records hold: raw bytes and whole TLS records (tls::Session::begin_pass).
     std::size_t pass_bytes = 8 * (16384 + 512);
@@ -180,9 +180,7 @@ private:
     bool check_control_records();
     // Everything waiting to leave: sealed frames, the write TLS holds, and
     // TLS's own output (KeyUpdate answers) that the peer has not read.
-    std::size_t pending_output() const {
-        return tls_ ? out_.pending(*tls_) : out_.size();
-    }
+    std::size_t pending_output() const { return tls_ ? out_.pending(*tls_) : out_.size(); }
 
     Shared& shared_;
     Fd fd_;
@@ -200,9 +198,9 @@ private:
     Clock::time_point record_since_{};  // when the waiting message began to wait
     std::uint64_t queued_seq_ = 0;      // the queued message (RecordWait::outcome)
     Digest queued_digest_{};
-    std::string record_id_;             // SECMSG_ID prefix: 128 random bits, hex
-    bool input_paused_ = false;       // output bound reached
-    bool read_drained_ = false;       // the last read_input() ended at want-read
+    std::string record_id_;      // SECMSG_ID prefix: 128 random bits, hex
+    bool input_paused_ = false;  // output bound reached
+    bool read_drained_ = false;  // the last read_input() ended at want-read
     bool record_error_logged_ = false;
     std::string failure_;  // why an unauthenticated connection failed (its summary says it)
     Timer timer_;

@@ -41,8 +41,9 @@ void FailureLog::end_window() {
                   " in the last " + secs + " s (last: " + c.last + ")");
     }
     if (others_.more > 0)
-        log::info(std::to_string(others_.more) + " unauthenticated connection(s) from further addresses in the last " +
-                  secs + " s (last: " + others_.last + ")");
+        log::info(std::to_string(others_.more) +
+                  " unauthenticated connection(s) from further addresses in the last " + secs +
+                  " s (last: " + others_.last + ")");
     const bool busy = !window_.empty();
     window_.clear();
     others_ = {};

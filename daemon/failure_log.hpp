@@ -50,7 +50,7 @@ private:
 
     Timer timer_;
     std::map<std::string, Count, std::less<>> window_;
-    Count others_;             // addresses past max_addresses
+    Count others_;  // addresses past max_addresses
     std::size_t full_lines_ = 0;
     std::uint64_t logged_ = 0;
     std::uint64_t suppressed_ = 0;

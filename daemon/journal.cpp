@@ -46,11 +46,13 @@ void append_field(std::vector<std::uint8_t>& out, std::string_view name, std::st
 
 std::string socket_path(const std::string& ns) {
     if (ns.empty()) return "/run/systemd/journal/socket";
-    if (ns.size() > 64 || ns.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                               "0123456789_-.") != std::string::npos ||
+    if (ns.size() > 64 ||
+        ns.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                             "0123456789_-.") != std::string::npos ||
         ns[0] == '.')
-        throw std::invalid_argument("--journal-namespace: '" + ns +
-                                    "' is not a journal namespace name (letters, digits, '_', '-', '.')");
+        throw std::invalid_argument(
+            "--journal-namespace: '" + ns +
+            "' is not a journal namespace name (letters, digits, '_', '-', '.')");
     return "/run/systemd/journal." + ns + "/socket";
 }
 
@@ -134,7 +136,8 @@ RecordQueue::Push JournalRecorder::push(Entry& e, int& err) {
     }
     if (e.aux || (datagram_limit_ && e.bytes.size() > datagram_limit_)) return send_memfd(e, err);
     for (;;) {
-        ssize_t n = ::send(sock_.get(), e.bytes.data(), e.bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n =
+            ::send(sock_.get(), e.bytes.data(), e.bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n >= 0) return Push::done;
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return Push::would_block;
@@ -162,7 +165,8 @@ RecordQueue::Push JournalRecorder::send_memfd(Entry& e, int& err) {
             err = w.error;
             return Push::failed;
         }
-        if (::fcntl(mfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        if (::fcntl(mfd.get(), F_ADD_SEALS,
+                    F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
             err = errno;
             return Push::failed;
         }

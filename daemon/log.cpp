@@ -65,8 +65,9 @@ std::string format(Level level, std::string_view line) {
 void write(Level level, std::string_view line) {
     auto& s = stderr_stream();
     if (auto n = s.take_dropped_lines(); n > 0)
-        s.write_line(format(Level::warning, std::to_string(n) +
-                                                " log line(s) dropped: standard error was not read"));
+        s.write_line(
+            format(Level::warning,
+                   std::to_string(n) + " log line(s) dropped: standard error was not read"));
     s.write_line(format(level, line));
 }
 

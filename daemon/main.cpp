@@ -64,7 +64,7 @@ struct Options {
     bool check_config = false;
     std::string init_credentials;
     std::string key_type = "ecdsa";
-    std::string client_ca;                  // mutual TLS (reloaded on SIGHUP)
+    std::string client_ca;  // mutual TLS (reloaded on SIGHUP)
     std::vector<std::string> allow_client;
     int argc = 0;  // the command line, read again on SIGHUP for the above
     char** argv = nullptr;
@@ -137,8 +137,9 @@ const std::string default_config = std::string(SECMSG_SYSCONFDIR) + "/secmsgd/se
 
 // The mutual TLS options, on the command line's app and on reload's.
 void add_client_options(CLI::App& app, Options& o) {
-    app.add_option("--client-ca", o.client_ca,
-                   "PEM CA certificates: every client must present a certificate that chains to one");
+    app.add_option(
+        "--client-ca", o.client_ca,
+        "PEM CA certificates: every client must present a certificate that chains to one");
     app.add_option("--allow-client", o.allow_client,
                    "accept only these clients (repeatable): sha256:PIN of the client's key, or a "
                    "DNS name, URI or email address of its certificate (names need --client-ca)");
@@ -202,7 +203,8 @@ std::string client_summary(const Options& o) {
     if (o.client_ca.empty() && o.allow_client.empty()) return {};
     std::string s = ", client certificates required";
     if (!o.client_ca.empty()) s += " (CA " + o.client_ca + ")";
-    if (!o.allow_client.empty()) s += ", " + std::to_string(o.allow_client.size()) + " allowed (--allow-client)";
+    if (!o.allow_client.empty())
+        s += ", " + std::to_string(o.allow_client.size()) + " allowed (--allow-client)";
     return s;
 }
 
@@ -300,8 +302,8 @@ void reload(Server& server, Notifier& notifier, Options& o) {
         const auto keys = key_list(*fresh.keys);
         server.set_credentials(std::move(fresh));
         o = std::move(next);
-        log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " +
-                    o.psk_file + " " + keys + client_summary(o) + " for new connections");
+        log::notice("reloaded certificate " + o.cert + ", key " + o.key + " and PSK " + o.psk_file +
+                    " " + keys + client_summary(o) + " for new connections");
     } catch (const std::exception& e) {
         log::error("reload failed, keeping the previous credentials: " + explain(e));
     }
@@ -312,8 +314,8 @@ void reload(Server& server, Notifier& notifier, Options& o) {
 // then the loop stops.
 void shut_down(Server& server, Notifier& notifier, Reactor& reactor, int sig,
                std::chrono::milliseconds bound) {
-    log::notice(std::string("shutting down on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
-                ": " + std::to_string(server.connections()) + " connections to finish within " +
+    log::notice(std::string("shutting down on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ": " +
+                std::to_string(server.connections()) + " connections to finish within " +
                 std::to_string(bound.count()) + " ms");
     notifier.stopping();
     server.begin_shutdown(bound, [&reactor] { reactor.stop(); });
@@ -407,15 +409,25 @@ int main(int argc, char** argv) {
     app.allow_config_extras(false);  // a misspelt key in the file is an error, not ignored
     app.add_option("--host", o.host, "address to listen on (:: for every IPv6 and IPv4 address)")
         ->capture_default_str();
-    app.add_option("--port", o.port, "TCP port")->capture_default_str()->check(CLI::Range(1, 65535));
-    app.add_option("--listen", o.listen, "ADDR:PORT or [V6ADDR]:PORT to listen on (repeatable; replaces --host/--port)");
-    app.add_flag("--reuse-port", o.reuse_port, "SO_REUSEPORT: several secmsgd may listen on the same port, one per core");
+    app.add_option("--port", o.port, "TCP port")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 65535));
+    app.add_option("--listen", o.listen,
+                   "ADDR:PORT or [V6ADDR]:PORT to listen on (repeatable; replaces --host/--port)");
+    app.add_flag("--reuse-port", o.reuse_port,
+                 "SO_REUSEPORT: several secmsgd may listen on the same port, one per core");
     app.add_option("--proxy-protocol-from", o.proxy_protocol_from,
                    "CIDR of a trusted load balancer whose connections begin with a PROXY protocol "
                    "v2 header naming the client (repeatable)");
-    app.add_option("--cert", o.cert, "TLS certificate, PEM (default: tls.crt in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
-    app.add_option("--key", o.key, "TLS private key, PEM (default: tls.key in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
-    app.add_option("--psk-file", o.psk_file, "pre-shared key file (default: psk in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
+    app.add_option(
+        "--cert", o.cert,
+        "TLS certificate, PEM (default: tls.crt in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
+    app.add_option(
+        "--key", o.key,
+        "TLS private key, PEM (default: tls.key in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
+    app.add_option(
+        "--psk-file", o.psk_file,
+        "pre-shared key file (default: psk in $CREDENTIALS_DIRECTORY, else $STATE_DIRECTORY)");
     app.add_option("--record", o.record,
                    "journal, stderr or none (none: nothing is recorded, for benchmarks only); "
                    "default: the journal when reachable, else stderr")
@@ -427,7 +439,8 @@ int main(int argc, char** argv) {
     app.add_option("--journal-namespace", o.journal_namespace,
                    "record into this journal namespace's journald "
                    "(/run/systemd/journal.NAME/socket); default: the system journal");
-    app.add_option("--max-connections", o.max_connections, "open connections at most")->capture_default_str();
+    app.add_option("--max-connections", o.max_connections, "open connections at most")
+        ->capture_default_str();
     app.add_option("--handshake-timeout", o.handshake_timeout, "seconds")->capture_default_str();
     app.add_option("--idle-timeout", o.idle_timeout, "seconds")->capture_default_str();
     app.add_option("--shutdown-timeout", o.shutdown_timeout, "seconds")->capture_default_str();
@@ -438,21 +451,27 @@ int main(int argc, char** argv) {
                    "bytes of partly received frames held for all connections together; over it, "
                    "the connections holding the most are closed")
         ->capture_default_str();
-    app.add_option("--max-payload", o.limits.max_payload, "largest message in bytes (at most 16 MiB)")
+    app.add_option("--max-payload", o.limits.max_payload,
+                   "largest message in bytes (at most 16 MiB)")
         ->capture_default_str();
     app.add_option("--max-output", o.limits.max_output,
                    "bytes of unsent output per connection before its input pauses")
         ->capture_default_str();
-    app.add_option("--tls-min-version", o.tls_min_version, "1.3, or 1.2 to also allow TLS 1.2 (ECDHE+AEAD)")
-        ->capture_default_str()->check(CLI::IsMember({"1.2", "1.3"}));
-    app.add_option("--tls-ciphers", o.tls_ciphers, "wolfSSL cipher suite list (default: by AES hardware)");
+    app.add_option("--tls-min-version", o.tls_min_version,
+                   "1.3, or 1.2 to also allow TLS 1.2 (ECDHE+AEAD)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"1.2", "1.3"}));
+    app.add_option("--tls-ciphers", o.tls_ciphers,
+                   "wolfSSL cipher suite list (default: by AES hardware)");
     app.add_option("--tls-groups", o.tls_groups, "key exchange groups, e.g. X25519:P-256");
     add_client_options(app, o);
-    app.add_flag("--check-config", o.check_config, "check the configuration and credentials, then exit");
+    app.add_flag("--check-config", o.check_config,
+                 "check the configuration and credentials, then exit");
     app.add_option("--init-credentials", o.init_credentials,
                    "create DIR/tls.key, DIR/tls.crt and DIR/psk where missing, then exit");
     app.add_option("--key-type", o.key_type, "for --init-credentials: ecdsa (P-256) or ed25519")
-        ->capture_default_str()->check(CLI::IsMember({"ecdsa", "ed25519"}));
+        ->capture_default_str()
+        ->check(CLI::IsMember({"ecdsa", "ed25519"}));
 
     o.argc = argc;
     o.argv = argv;

@@ -14,7 +14,8 @@ constexpr std::uint8_t tls_handshake_record = 0x16;
 
 // "0.012s", as connection summaries give durations.
 std::string since(Clock::time_point start) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
     char text[32];
     std::snprintf(text, sizeof text, "%lld.%03llds", static_cast<long long>(ms / 1000),
                   static_cast<long long>(ms % 1000));
@@ -33,9 +34,9 @@ const char* ProxyIntake::describe(End e) {
     return "unknown";
 }
 
-ProxyIntake::ProxyIntake(Reactor& reactor, FailureLog* failures, std::span<std::uint8_t> rbuf, Fd fd,
-                         std::string balancer, std::uint64_t id, std::chrono::milliseconds timeout,
-                         Done done)
+ProxyIntake::ProxyIntake(Reactor& reactor, FailureLog* failures, std::span<std::uint8_t> rbuf,
+                         Fd fd, std::string balancer, std::uint64_t id,
+                         std::chrono::milliseconds timeout, Done done)
     : reactor_(reactor),
       failures_(failures),
       rbuf_(rbuf),
@@ -46,8 +47,9 @@ ProxyIntake::ProxyIntake(Reactor& reactor, FailureLog* failures, std::span<std::
       done_(std::move(done)),
       timer_(reactor,
              [this] {
-                 fail(End::handshake_timeout, "PROXY protocol v2 header not complete within the "
-                                              "handshake timeout");
+                 fail(End::handshake_timeout,
+                      "PROXY protocol v2 header not complete within the "
+                      "handshake timeout");
              }),
       accepted_(Clock::now()) {}
 
@@ -91,7 +93,8 @@ void ProxyIntake::read_header() {
     if (parser_.status() == proxy::Parser::Status::error) {
         std::string what = proxy::describe(parser_.error());
         if (parser_.error() == proxy::Error::bad_signature && first_byte_ == tls_handshake_record)
-            what += " (it began with TLS: does the balancer send the header, HAProxy's send-proxy-v2?)";
+            what +=
+                " (it began with TLS: does the balancer send the header, HAProxy's send-proxy-v2?)";
         return fail(End::proxy_header, what);
     }
     const auto& h = parser_.header();
@@ -128,8 +131,8 @@ void ProxyIntake::fail(End why, const std::string& what) {
     if (!fd_) return;
     const std::string line = "conn " + std::to_string(id_) + " peer " + balancer_ +
                              " closed: before TLS (PROXY protocol header expected), in " +
-                             std::to_string(parser_.received()) + " bytes, duration " + since(accepted_) +
-                             ", reason " + describe(why) + ": " + what;
+                             std::to_string(parser_.received()) + " bytes, duration " +
+                             since(accepted_) + ", reason " + describe(why) + ": " + what;
     if (failures_) failures_->report(balancer_, line);
     release();
     done_(id_, std::nullopt);

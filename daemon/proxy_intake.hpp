@@ -50,7 +50,8 @@ public:
     // `balancer` ("ADDRESS:PORT").  `rbuf` is the loop's shared receive
     // buffer (reads are cut to its size).  Nothing happens until start().
     ProxyIntake(Reactor& reactor, FailureLog* failures, std::span<std::uint8_t> rbuf, Fd fd,
-                std::string balancer, std::uint64_t id, std::chrono::milliseconds timeout, Done done);
+                std::string balancer, std::uint64_t id, std::chrono::milliseconds timeout,
+                Done done);
     ~ProxyIntake() override;
 
     // Registers with the reactor and arms the timeout.  Throws

@@ -174,7 +174,8 @@ void RecordQueue::complete(Entry& e, const RecordResult& outcome) {
     if (e.record) {
         queued_record_bytes_ -= e.bytes.size();
         --queued_records_;
-        if (client) ++(outcome.status == RecordResult::Status::recorded ? recorded_ : not_recorded_);
+        if (client)
+            ++(outcome.status == RecordResult::Status::recorded ? recorded_ : not_recorded_);
     } else {
         queued_log_bytes_ -= e.bytes.size();
     }
@@ -237,7 +238,8 @@ void RecordQueue::drain(std::chrono::milliseconds bound) {
     for (;;) {
         flush();
         if (queue_.empty() || fd() < 0) return;
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
         if (left.count() <= 0) return;
         pollfd p{fd(), POLLOUT, 0};
         if (::poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR) return;

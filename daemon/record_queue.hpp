@@ -74,11 +74,11 @@ protected:
     enum class Push { done, partial, would_block, failed };
     struct Entry {
         std::vector<std::uint8_t> bytes;
-        std::size_t written = 0;        // bytes already out (partial writes)
+        std::size_t written = 0;         // bytes already out (partial writes)
         RecordClient* client = nullptr;  // who waits for it; null for log lines or once answered
         bool record = false;
         Clock::time_point deadline{};
-        Fd aux;                          // e.g. the memfd of a large journal entry
+        Fd aux;  // e.g. the memfd of a large journal entry
     };
 
     // Serialises one message into `out` (cleared by the caller).

@@ -82,16 +82,12 @@ std::unique_ptr<Recorder> make_recorder(Reactor& r, const RecordOptions& o) {
     switch (o.mode) {
     case RecordMode::none: return std::make_unique<NullRecorder>();
     case RecordMode::stderr_: break;
-    case RecordMode::automatic:
-        try {
-            q = std::make_unique<JournalRecorder>(path, limits);
+    case RecordMode::automatic: try { q = std::make_unique<JournalRecorder>(path, limits);
         } catch (const std::system_error&) {
             // not reachable: stderr
         }
         break;
-    case RecordMode::journal:
-        try {
-            q = std::make_unique<JournalRecorder>(path, limits);
+    case RecordMode::journal: try { q = std::make_unique<JournalRecorder>(path, limits);
         } catch (const std::system_error& e) {
             throw std::runtime_error("--record journal: the journal is not reachable (" +
                                      std::string(e.what()) + "); use --record stderr");

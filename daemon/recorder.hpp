@@ -72,9 +72,9 @@ public:
 struct RecordStats {
     std::uint64_t recorded = 0;
     std::uint64_t not_recorded = 0;
-    std::size_t queued = 0;         // messages waiting for the journal or stderr now
-    std::size_t waiting = 0;        // connections waiting for room now
-    Clock::duration paused{};       // time spent unable to write (would block)
+    std::size_t queued = 0;    // messages waiting for the journal or stderr now
+    std::size_t waiting = 0;   // connections waiting for room now
+    Clock::duration paused{};  // time spent unable to write (would block)
 };
 
 class Recorder {
@@ -102,7 +102,7 @@ RecordMode parse_record_mode(const std::string& s);
 
 struct RecordOptions {
     RecordMode mode = RecordMode::automatic;
-    std::string journal_namespace;  // empty: the default journal
+    std::string journal_namespace;            // empty: the default journal
     std::chrono::milliseconds timeout{3000};  // --record-timeout
 };
 

@@ -72,7 +72,8 @@ void Server::accept_from(Listener& l) {
     for (int i = 0; i < accepts_per_pass; ++i) {
         sockaddr_storage ss{};
         socklen_t len = sizeof ss;
-        int fd = ::accept4(l.fd(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            ::accept4(l.fd(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int e = errno;
             if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
@@ -101,9 +102,10 @@ void Server::accept_from(Listener& l) {
         std::uint64_t id = ++next_id_;
         const auto* sa = reinterpret_cast<const sockaddr*>(&ss);
         auto peer = net::format_address(sa, len);
-        const bool opened = net::any_contains(proxy_from_, sa, len)
-                                ? open_intake(std::move(cfd), std::move(peer), id)
-                                : open_connection(std::move(cfd), std::move(peer), {}, id, Clock::now());
+        const bool opened =
+            net::any_contains(proxy_from_, sa, len)
+                ? open_intake(std::move(cfd), std::move(peer), id)
+                : open_connection(std::move(cfd), std::move(peer), {}, id, Clock::now());
         if (!opened) return;
         if (on_change) on_change();
     }
@@ -142,7 +144,9 @@ bool Server::open_intake(Fd fd, std::string balancer, std::uint64_t id) {
         auto intake = std::make_unique<ProxyIntake>(
             reactor_, &failure_log_, shared_.rbuf, std::move(fd), std::move(balancer), id,
             shared_.limits.handshake_timeout,
-            [this](std::uint64_t i, std::optional<ProxyIntake::Handoff> h) { intake_done(i, std::move(h)); });
+            [this](std::uint64_t i, std::optional<ProxyIntake::Handoff> h) {
+                intake_done(i, std::move(h));
+            });
         intake->start();
         intakes_.emplace(id, std::move(intake));
         return true;
@@ -167,7 +171,8 @@ void Server::intake_done(std::uint64_t id, std::optional<ProxyIntake::Handoff> h
 // said once per episode.
 void Server::pause_accepting(const std::string& why) {
     if (!accept_episode_)
-        log::warning(why + "; pausing new connections (" + std::to_string(conns_.size()) + " open)");
+        log::warning(why + "; pausing new connections (" + std::to_string(conns_.size()) +
+                     " open)");
     accept_episode_ = true;
     accept_paused_ = true;
     accept_timer_.arm_in(accept_retry);
@@ -185,14 +190,16 @@ void Server::shed_partial_input() {
         for (auto& [id, c] : conns_) {
             if (c->state() == Connection::State::closed || c->partial_bytes() == 0) continue;
             if (!worst || c->partial_bytes() > worst->partial_bytes() ||
-                (c->partial_bytes() == worst->partial_bytes() && c->frame_started() < worst->frame_started()))
+                (c->partial_bytes() == worst->partial_bytes() &&
+                 c->frame_started() < worst->frame_started()))
                 worst = c.get();
         }
         if (!worst) break;
         if (!shed_episode_) {
             log::warning("partial-input budget (--max-partial-input " + std::to_string(budget) +
                          " bytes) reached: closing the connections that hold the largest partial "
-                         "frames, starting with conn " + std::to_string(worst->id()) + " (" +
+                         "frames, starting with conn " +
+                         std::to_string(worst->id()) + " (" +
                          std::to_string(worst->partial_bytes()) + " bytes)");
             shed_episode_ = true;
         }

@@ -29,8 +29,8 @@ struct Credentials {
 
 class Server {
 public:
-    Server(Reactor& reactor, Recorder& recorder, const Limits& limits,
-           std::size_t max_connections, Credentials creds);
+    Server(Reactor& reactor, Recorder& recorder, const Limits& limits, std::size_t max_connections,
+           Credentials creds);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
@@ -84,10 +84,10 @@ private:
     bool accept_paused_ = false;   // retried on a timer
     bool accept_episode_ = false;  // EMFILE (or alike) logged, not yet over
     Timer accept_timer_;
-    std::uint64_t refused_ = 0;   // over --max-connections since the last report
+    std::uint64_t refused_ = 0;  // over --max-connections since the last report
     Clock::time_point refused_logged_{};
     bool shed_scheduled_ = false;
-    bool shed_episode_ = false;   // budget reached, logged, not yet back under half
+    bool shed_episode_ = false;  // budget reached, logged, not yet back under half
     std::uint64_t shed_count_ = 0;
     bool shutting_down_ = false;
     Timer shutdown_timer_;

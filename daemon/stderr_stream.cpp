@@ -19,7 +19,8 @@ StderrStream::StderrStream(const QueueLimits& limits) : RecordQueue(limits) {
         socket_ = true;
         non_blocking_ = true;
     } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
-        own_.reset(::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | O_APPEND));
+        own_.reset(
+            ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | O_APPEND));
         if (own_) {
             fd_ = own_.get();
             non_blocking_ = true;

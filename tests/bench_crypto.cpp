@@ -108,7 +108,9 @@ void check(int rc, const char* what) {
 // A client session on one end of a socket pair, plain wolfSSL.
 struct Client {
     WOLFSSL* ssl = nullptr;
-    ~Client() { if (ssl) wolfSSL_free(ssl); }
+    ~Client() {
+        if (ssl) wolfSSL_free(ssl);
+    }
 };
 
 // Heap held per idle server session (bytes): the growth while `n` more
@@ -138,10 +140,10 @@ double heap_per_idle_session(int warm, int n, bool mutual = false) {
     WOLFSSL_CTX* cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
     if (!cctx) die("cannot make a client context");
     wolfSSL_CTX_set_verify(cctx, WOLFSSL_VERIFY_NONE, nullptr);
-    if (mutual && (wolfSSL_CTX_use_certificate_file(cctx, identity.cert_file.c_str(), WOLFSSL_FILETYPE_PEM) !=
-                       WOLFSSL_SUCCESS ||
-                   wolfSSL_CTX_use_PrivateKey_file(cctx, identity.key_file.c_str(), WOLFSSL_FILETYPE_PEM) !=
-                       WOLFSSL_SUCCESS))
+    if (mutual && (wolfSSL_CTX_use_certificate_file(cctx, identity.cert_file.c_str(),
+                                                    WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+                   wolfSSL_CTX_use_PrivateKey_file(cctx, identity.key_file.c_str(),
+                                                   WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS))
         die("cannot load the client identity");
 
     const auto total = static_cast<std::size_t>(warm + n);
@@ -170,14 +172,16 @@ double heap_per_idle_session(int warm, int n, bool mutual = false) {
         for (int i = 0; i < 1000 && !(s_done && c_done); ++i) {
             if (!c_done) {
                 int rc = wolfSSL_connect(client.ssl);
-                if (rc == WOLFSSL_SUCCESS) c_done = true;
+                if (rc == WOLFSSL_SUCCESS)
+                    c_done = true;
                 else if (int e = wolfSSL_get_error(client.ssl, rc);
                          e != WOLFSSL_ERROR_WANT_READ && e != WOLFSSL_ERROR_WANT_WRITE)
                     die("client handshake failed: " + std::to_string(e));
             }
             if (!s_done) {
                 auto r = server.handshake();
-                if (r == secmsg::tls::Io::done) s_done = true;
+                if (r == secmsg::tls::Io::done)
+                    s_done = true;
                 else if (r != secmsg::tls::Io::want_read && r != secmsg::tls::Io::want_write)
                     die("server handshake failed: " + server.error_text());
             }
@@ -189,8 +193,10 @@ double heap_per_idle_session(int warm, int n, bool mutual = false) {
         std::size_t got = 0;
         for (int i = 0; i < 100 && got < record.size(); ++i) {
             auto r = server.read(buf);
-            if (r.status == secmsg::tls::Io::done) got += r.bytes;
-            else if (r.status != secmsg::tls::Io::want_read) die("server read failed");
+            if (r.status == secmsg::tls::Io::done)
+                got += r.bytes;
+            else if (r.status != secmsg::tls::Io::want_read)
+                die("server read failed");
         }
         if (got != record.size()) die("server did not read the record");
     }  // each client session is freed at the end of its pass
@@ -199,7 +205,8 @@ double heap_per_idle_session(int warm, int n, bool mutual = false) {
         const auto* check = servers.back().peer_check();
         if (!check || check->identity != identity.pin) die("the client certificate was not judged");
         after += static_cast<std::size_t>(n) *
-                 (sizeof(secmsg::tls::PeerCheck) + (check->identity.capacity() > 15 ? check->identity.capacity() + 1 : 0));
+                 (sizeof(secmsg::tls::PeerCheck) +
+                  (check->identity.capacity() > 15 ? check->identity.capacity() + 1 : 0));
     }
 
     servers.clear();
@@ -253,14 +260,15 @@ double message_floor(std::size_t size) {
     std::vector<std::uint8_t> frame, scratch, ack, out;
     secmsg::seal_frame(keys, secmsg::FrameType::msg, 7, message, frame);
     return 1e6 / rate([&] {
-        auto o = secmsg::open_frame(keys, secmsg::Role::server, 7, secmsg::max_max_payload, frame, scratch);
-        if (o.error != secmsg::ProtoError::ok) die("open_frame failed");
-        const secmsg::Digest d = secmsg::sha256(o.plaintext);
-        ack.clear();
-        secmsg::build_ack(o.seq, d, "recorded id=0123456789abcdef0123-7", ack);
-        out.clear();
-        secmsg::seal_frame(keys, secmsg::FrameType::ack, 7, ack, out);
-    });
+               auto o = secmsg::open_frame(keys, secmsg::Role::server, 7, secmsg::max_max_payload,
+                                           frame, scratch);
+               if (o.error != secmsg::ProtoError::ok) die("open_frame failed");
+               const secmsg::Digest d = secmsg::sha256(o.plaintext);
+               ack.clear();
+               secmsg::build_ack(o.seq, d, "recorded id=0123456789abcdef0123-7", ack);
+               out.clear();
+               secmsg::seal_frame(keys, secmsg::FrameType::ack, 7, ack, out);
+           });
 }
 
 // Microseconds each extra key of the server's PSK file adds to opening a
@@ -278,12 +286,14 @@ double first_frame_extra_key(std::size_t size) {
     };
     const auto one = ring_of(1), eight = ring_of(secmsg::max_psk_keys);
     std::vector<std::uint8_t> frame, scratch;
-    secmsg::seal_frame(*(*one)[0].keys, secmsg::FrameType::msg, 0, std::vector<std::uint8_t>(size, 'm'), frame);
+    secmsg::seal_frame(*(*one)[0].keys, secmsg::FrameType::msg, 0,
+                       std::vector<std::uint8_t>(size, 'm'), frame);
     const auto first_frame = [&](const std::shared_ptr<const secmsg::KeyRing>& ring) {
         return 1e6 / rate([&] {
-            secmsg::Channel c(ring, secmsg::Role::server, secmsg::max_max_payload);
-            if (c.open(frame, scratch).error != secmsg::ProtoError::ok) die("first frame did not open");
-        });
+                   secmsg::Channel c(ring, secmsg::Role::server, secmsg::max_max_payload);
+                   if (c.open(frame, scratch).error != secmsg::ProtoError::ok)
+                       die("first frame did not open");
+               });
     };
     return (first_frame(eight) - first_frame(one)) / static_cast<double>(secmsg::max_psk_keys - 1);
 }
@@ -306,8 +316,9 @@ void tls13_key_schedule() {
         check(wc_Tls13_HKDF_Extract(prk, zeros, sizeof zeros, i == 1 ? ikm : zeros, 32, WC_SHA256),
               "wc_Tls13_HKDF_Extract");
     for (int i = 0; i < 19; ++i)
-        check(wc_Tls13_HKDF_Expand_Label(okm, sizeof okm, prk, sizeof prk, protocol, sizeof protocol - 1,
-                                         label, sizeof label - 1, hash, sizeof hash, WC_SHA256),
+        check(wc_Tls13_HKDF_Expand_Label(okm, sizeof okm, prk, sizeof prk, protocol,
+                                         sizeof protocol - 1, label, sizeof label - 1, hash,
+                                         sizeof hash, WC_SHA256),
               "wc_Tls13_HKDF_Expand_Label");
     Hmac h;
     check(wc_HmacInit(&h, nullptr, INVALID_DEVID), "wc_HmacInit");
@@ -343,11 +354,15 @@ Figures measure() {
         check(wc_AesSetKey(&enc, key, 32, iv, AES_ENCRYPTION), "wc_AesSetKey");
         check(wc_AesSetKey(&dec, key, 32, iv, AES_DECRYPTION), "wc_AesSetKey");
         f.add("aes256_cbc_encrypt", rate([&] {
-            check(wc_AesCbcEncrypt(&enc, out.data(), in.data(), chunk), "wc_AesCbcEncrypt");
-        }) * chunk / 1e6);
+                                        check(wc_AesCbcEncrypt(&enc, out.data(), in.data(), chunk),
+                                              "wc_AesCbcEncrypt");
+                                    }) * chunk /
+                                        1e6);
         f.add("aes256_cbc_decrypt", rate([&] {
-            check(wc_AesCbcDecrypt(&dec, out.data(), in.data(), chunk), "wc_AesCbcDecrypt");
-        }) * chunk / 1e6);
+                                        check(wc_AesCbcDecrypt(&dec, out.data(), in.data(), chunk),
+                                              "wc_AesCbcDecrypt");
+                                    }) * chunk /
+                                        1e6);
         wc_AesFree(&enc);
         wc_AesFree(&dec);
     }
@@ -356,40 +371,47 @@ Figures measure() {
         check(wc_AesInit(&gcm, nullptr, INVALID_DEVID), "wc_AesInit");
         check(wc_AesGcmSetKey(&gcm, key, 32), "wc_AesGcmSetKey");
         byte nonce[12] = {}, tag[16], aad[13] = {};
-        f.add("aes256_gcm", rate([&] {
-            check(wc_AesGcmEncrypt(&gcm, out.data(), in.data(), chunk, nonce, sizeof nonce, tag,
-                                   sizeof tag, aad, sizeof aad),
-                  "wc_AesGcmEncrypt");
-        }) * chunk / 1e6);
+        f.add("aes256_gcm",
+              rate([&] {
+                  check(wc_AesGcmEncrypt(&gcm, out.data(), in.data(), chunk, nonce, sizeof nonce,
+                                         tag, sizeof tag, aad, sizeof aad),
+                        "wc_AesGcmEncrypt");
+              }) * chunk /
+                  1e6);
         wc_AesFree(&gcm);
     }
     {
         byte nonce[12] = {}, tag[16], aad[13] = {};
-        f.add("chacha20_poly1305", rate([&] {
-            check(wc_ChaCha20Poly1305_Encrypt(key, nonce, aad, sizeof aad, in.data(), chunk,
-                                              out.data(), tag),
-                  "wc_ChaCha20Poly1305_Encrypt");
-        }) * chunk / 1e6);
+        f.add("chacha20_poly1305",
+              rate([&] {
+                  check(wc_ChaCha20Poly1305_Encrypt(key, nonce, aad, sizeof aad, in.data(), chunk,
+                                                    out.data(), tag),
+                        "wc_ChaCha20Poly1305_Encrypt");
+              }) * chunk /
+                  1e6);
     }
     {
         Hmac h;
         check(wc_HmacInit(&h, nullptr, INVALID_DEVID), "wc_HmacInit");
         byte mac[32];
         f.add("hmac_sha256_64", 1e6 / rate([&] {
-            check(wc_HmacSetKey(&h, WC_SHA256, key, sizeof key), "wc_HmacSetKey");
-            check(wc_HmacUpdate(&h, in.data(), 64), "wc_HmacUpdate");
-            check(wc_HmacFinal(&h, mac), "wc_HmacFinal");
-        }));
+                                    check(wc_HmacSetKey(&h, WC_SHA256, key, sizeof key),
+                                          "wc_HmacSetKey");
+                                    check(wc_HmacUpdate(&h, in.data(), 64), "wc_HmacUpdate");
+                                    check(wc_HmacFinal(&h, mac), "wc_HmacFinal");
+                                }));
         f.add("hmac_sha256_16k", rate([&] {
-            check(wc_HmacSetKey(&h, WC_SHA256, key, sizeof key), "wc_HmacSetKey");
-            check(wc_HmacUpdate(&h, in.data(), chunk), "wc_HmacUpdate");
-            check(wc_HmacFinal(&h, mac), "wc_HmacFinal");
-        }) * chunk / 1e6);
+                                     check(wc_HmacSetKey(&h, WC_SHA256, key, sizeof key),
+                                           "wc_HmacSetKey");
+                                     check(wc_HmacUpdate(&h, in.data(), chunk), "wc_HmacUpdate");
+                                     check(wc_HmacFinal(&h, mac), "wc_HmacFinal");
+                                 }) * chunk /
+                                     1e6);
         wc_HmacFree(&h);
         byte digest[WC_SHA256_DIGEST_SIZE];
-        f.add("sha256_16k", rate([&] {
-            check(wc_Sha256Hash(in.data(), chunk, digest), "wc_Sha256Hash");
-        }) * chunk / 1e6);
+        f.add("sha256_16k",
+              rate([&] { check(wc_Sha256Hash(in.data(), chunk, digest), "wc_Sha256Hash"); }) *
+                  chunk / 1e6);
     }
     f.add("msg_floor_64", message_floor(64));
     f.add("msg_floor_16k", message_floor(chunk));
@@ -410,16 +432,16 @@ Figures measure() {
         int i = 0;
         byte secret[32];
         f.add("x25519", rate([&] {
-            word32 len = sizeof secret;
-            check(wc_curve25519_shared_secret(&mine, &theirs[i++ % peers], secret, &len),
-                  "wc_curve25519_shared_secret");
-        }));
+                  word32 len = sizeof secret;
+                  check(wc_curve25519_shared_secret(&mine, &theirs[i++ % peers], secret, &len),
+                        "wc_curve25519_shared_secret");
+              }));
         f.add("x25519_keygen", rate([&] {
-            curve25519_key k;
-            check(wc_curve25519_init(&k), "wc_curve25519_init");
-            check(wc_curve25519_make_key(&rng, 32, &k), "wc_curve25519_make_key");
-            wc_curve25519_free(&k);
-        }));
+                  curve25519_key k;
+                  check(wc_curve25519_init(&k), "wc_curve25519_init");
+                  check(wc_curve25519_make_key(&rng, 32, &k), "wc_curve25519_make_key");
+                  wc_curve25519_free(&k);
+              }));
         wc_curve25519_free(&mine);
         for (auto& k : theirs) wc_curve25519_free(&k);
     }
@@ -434,15 +456,16 @@ Figures measure() {
         int i = 0;
         byte secret[32];
         f.add("p256_ecdh", rate([&] {
-            word32 len = sizeof secret;
-            check(wc_ecc_shared_secret(&mine, &keys[i++ % peers], secret, &len),
-                  "wc_ecc_shared_secret");
-        }));
+                  word32 len = sizeof secret;
+                  check(wc_ecc_shared_secret(&mine, &keys[i++ % peers], secret, &len),
+                        "wc_ecc_shared_secret");
+              }));
         byte hash[32] = {1}, sig[80];
         f.add("ecdsa_p256_sign", rate([&] {
-            word32 len = sizeof sig;
-            check(wc_ecc_sign_hash(hash, sizeof hash, sig, &len, &rng, &mine), "wc_ecc_sign_hash");
-        }));
+                  word32 len = sizeof sig;
+                  check(wc_ecc_sign_hash(hash, sizeof hash, sig, &len, &rng, &mine),
+                        "wc_ecc_sign_hash");
+              }));
         for (auto& k : keys) wc_ecc_free(&k);
     }
     {
@@ -451,9 +474,9 @@ Figures measure() {
         check(wc_ed25519_make_key(&rng, ED25519_KEY_SIZE, &k), "wc_ed25519_make_key");
         byte msg[32] = {2}, sig[ED25519_SIG_SIZE];
         f.add("ed25519_sign", rate([&] {
-            word32 len = sizeof sig;
-            check(wc_ed25519_sign_msg(msg, sizeof msg, sig, &len, &k), "wc_ed25519_sign_msg");
-        }));
+                  word32 len = sizeof sig;
+                  check(wc_ed25519_sign_msg(msg, sizeof msg, sig, &len, &k), "wc_ed25519_sign_msg");
+              }));
         wc_ed25519_free(&k);
     }
     wc_FreeRng(&rng);
@@ -476,8 +499,10 @@ struct Row {
 };
 
 constexpr Row rows[] = {
-    {"heap_per_session", "heap per idle TLS 1.3 server session (handshake + 1 record)", "KiB", 1024, true},
-    {"heap_per_session_mtls", "the same with a client certificate (--allow-client)", "KiB", 1024, true},
+    {"heap_per_session", "heap per idle TLS 1.3 server session (handshake + 1 record)", "KiB", 1024,
+     true},
+    {"heap_per_session_mtls", "the same with a client certificate (--allow-client)", "KiB", 1024,
+     true},
     {"aes256_cbc_encrypt", "AES-256-CBC encrypt, 16 KiB", "MB/s", 1, false},
     {"aes256_cbc_decrypt", "AES-256-CBC decrypt, 16 KiB", "MB/s", 1, false},
     {"aes256_gcm", "AES-256-GCM encrypt, 16 KiB", "MB/s", 1, false},
@@ -495,9 +520,12 @@ constexpr Row rows[] = {
     {"msg_floor_64", "message of 64 B: open MSG, SHA-256, seal ACK", "us", 1, true},
     {"msg_floor_16k", "message of 16 KiB: open MSG, SHA-256, seal ACK", "us", 1, true},
     {"first_frame_key_64", "each extra PSK key, a connection's first frame of 64 B", "us", 1, true},
-    {"first_frame_key_64k", "each extra PSK key, a connection's first frame of 64 KiB", "us", 1, true},
-    {"handshake_floor_ecdsa", "handshake, ECDSA P-256 key: sign, X25519 x2, key schedule", "us", 1, true},
-    {"handshake_floor_ed25519", "handshake, Ed25519 key: sign, X25519 x2, key schedule", "us", 1, true},
+    {"first_frame_key_64k", "each extra PSK key, a connection's first frame of 64 KiB", "us", 1,
+     true},
+    {"handshake_floor_ecdsa", "handshake, ECDSA P-256 key: sign, X25519 x2, key schedule", "us", 1,
+     true},
+    {"handshake_floor_ed25519", "handshake, Ed25519 key: sign, X25519 x2, key schedule", "us", 1,
+     true},
 };
 
 std::map<std::string, double> run_other(const std::string& bin, std::string& description) {
@@ -517,7 +545,8 @@ std::map<std::string, double> run_other(const std::string& bin, std::string& des
     std::string text;
     char buf[4096];
     ssize_t n;
-    while ((n = read(pipefd[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    while ((n = read(pipefd[0], buf, sizeof buf)) > 0)
+        text.append(buf, static_cast<std::size_t>(n));
     close(pipefd[0]);
     int status = 0;
     waitpid(pid, &status, 0);
@@ -532,8 +561,10 @@ std::map<std::string, double> run_other(const std::string& bin, std::string& des
         auto tab = line.find('\t');
         if (tab == std::string::npos) continue;
         std::string k = line.substr(0, tab), v = line.substr(tab + 1);
-        if (k == "build") description = v;
-        else m[k] = std::strtod(v.c_str(), nullptr);
+        if (k == "build")
+            description = v;
+        else
+            m[k] = std::strtod(v.c_str(), nullptr);
     }
     return m;
 }
@@ -545,8 +576,10 @@ int main(int argc, char** argv) {
     std::string against;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--tsv") tsv = true;
-        else if (a == "--against" && i + 1 < argc) against = argv[++i];
+        if (a == "--tsv")
+            tsv = true;
+        else if (a == "--against" && i + 1 < argc)
+            against = argv[++i];
         else {
             std::fprintf(stderr, "usage: %s [--tsv | --against OTHER_BENCH_CRYPTO]\n", argv[0]);
             return 2;
@@ -574,8 +607,10 @@ int main(int argc, char** argv) {
     if (against.empty()) {
         std::printf("%s\n\n%-62s %12s\n", me.c_str(), "figure", "value");
         for (const Row& r : rows) {
-            if (!r.key) std::printf("\n%s\n", r.label);
-            else std::printf("%-62s %7.2f %-4s\n", r.label, mine[r.key] / r.scale, r.unit);
+            if (!r.key)
+                std::printf("\n%s\n", r.label);
+            else
+                std::printf("%-62s %7.2f %-4s\n", r.label, mine[r.key] / r.scale, r.unit);
         }
         return 0;
     }

@@ -138,7 +138,9 @@ public:
             int err = 0;
             socklen_t len = sizeof err;
             ::getsockopt(sock_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-            if (err != 0) throw BenchError(std::string("cannot connect to the server: ") + std::strerror(err));
+            if (err != 0)
+                throw BenchError(std::string("cannot connect to the server: ") +
+                                 std::strerror(err));
             sockaddr_in peer{};
             socklen_t plen = sizeof peer;
             if (::getpeername(sock_.get(), reinterpret_cast<sockaddr*>(&peer), &plen) != 0) {
@@ -206,7 +208,8 @@ private:
             if (write_len_ == 0) write_len_ = out_.size() - out_off_;
             auto r = tls_->write({out_.data() + out_off_, write_len_});
             if (r.status == tls::Io::want_write || r.status == tls::Io::want_read) return false;
-            if (r.status != tls::Io::done) throw BenchError("TLS write failed: " + tls_->error_text());
+            if (r.status != tls::Io::done)
+                throw BenchError("TLS write failed: " + tls_->error_text());
             out_off_ += r.bytes;
             write_len_ = 0;
         }
@@ -233,13 +236,15 @@ private:
             if (r.status == tls::Io::closed)
                 throw BenchError("the server closed the connection with " +
                                  std::to_string(pending_.size()) + " messages unacknowledged");
-            if (r.status != tls::Io::done) throw BenchError("TLS read failed: " + tls_->error_text());
+            if (r.status != tls::Io::done)
+                throw BenchError("TLS read failed: " + tls_->error_text());
             reader_.feed({sh_.rx_buf.data(), r.bytes});
             for (;;) {
                 auto n = reader_.next();
                 if (n.kind == FrameReader::Next::Kind::need_more) break;
                 if (n.kind == FrameReader::Next::Kind::error)
-                    throw BenchError("the server sent a bad frame: " + std::string(describe(n.error)));
+                    throw BenchError("the server sent a bad frame: " +
+                                     std::string(describe(n.error)));
                 handle_frame(n.frame);
             }
         }
@@ -248,8 +253,9 @@ private:
     void handle_frame(std::span<const std::uint8_t> frame) {
         Opened o = channel_->open(frame, sh_.scratch);
         if (o.error != ProtoError::ok)
-            throw BenchError("a frame from the server was rejected: " + std::string(describe(o.error)) +
-                             (o.error == ProtoError::auth ? " (is the PSK the server's?)" : ""));
+            throw BenchError(
+                "a frame from the server was rejected: " + std::string(describe(o.error)) +
+                (o.error == ProtoError::auth ? " (is the PSK the server's?)" : ""));
         if (o.type == FrameType::error) {
             auto e = parse_error(o.plaintext);
             throw BenchError(e ? "the server sent ERROR " + std::to_string(e->code) + ": " +
@@ -305,9 +311,7 @@ double cpu_seconds() {
            static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-void say(const std::string& line) {
-    std::cout << line << '\n' << std::flush;
-}
+void say(const std::string& line) { std::cout << line << '\n' << std::flush; }
 
 // Raises the soft open-file limit to the hard limit; returns the new soft limit.
 rlim_t raise_nofile() {
@@ -348,7 +352,8 @@ private:
     void poll_once(int timeout_ms) {
         epoll_event evs[256];
         int n = ::epoll_wait(sh_.epoll.get(), evs, 256, timeout_ms);
-        if (n < 0 && errno != EINTR) throw BenchError(std::string("epoll_wait: ") + std::strerror(errno));
+        if (n < 0 && errno != EINTR)
+            throw BenchError(std::string("epoll_wait: ") + std::strerror(errno));
         // Errors and hang-ups surface through the state machine's own reads.
         for (int i = 0; i < n; ++i) conns_[evs[i].data.u64]->step();
     }
@@ -374,7 +379,8 @@ private:
         for (std::size_t i = 0; i < sh_.cfg.connections; ++i) add();
         const auto setup_deadline = Clock::now() + std::chrono::seconds(60);
         while (!all_open()) {
-            if (Clock::now() > setup_deadline) throw BenchError("connections not established within 60 s");
+            if (Clock::now() > setup_deadline)
+                throw BenchError("connections not established within 60 s");
             poll_once(100);
         }
         const auto warm = Clock::now();
@@ -419,7 +425,8 @@ private:
                                      std::to_string(target) + " idle connections within 120 s");
                 // Keep a bounded number of handshakes in flight.
                 const std::size_t busy = conns_.size() - sh_.idle_ready;
-                for (std::size_t i = busy; i < sh_.cfg.idle_concurrency && conns_.size() < target; ++i)
+                for (std::size_t i = busy; i < sh_.cfg.idle_concurrency && conns_.size() < target;
+                     ++i)
                     add();
                 poll_once(20);
             }
@@ -457,12 +464,14 @@ int main(int argc, char** argv) {
     app.add_option("--host", cfg.host, "server IPv4 address");
     app.add_option("--port", cfg.port, "server port")->required();
     app.add_option("--psk-file", cfg.psk_file, "PSK file")->required();
-    app.add_option("--ca-file", cfg.ca_file, "verify the server against this certificate (default: no verification)");
+    app.add_option("--ca-file", cfg.ca_file,
+                   "verify the server against this certificate (default: no verification)");
     app.add_option("--mode", mode, "throughput, large, handshake or idle")
         ->check(CLI::IsMember({"throughput", "large", "handshake", "idle"}));
     app.add_option("--connections", cfg.connections, "concurrent connections (handshake: loops)");
     app.add_option("--window", cfg.window, "MSGs in flight per connection");
-    app.add_option("--size", cfg.size, "message size in bytes")->check(CLI::Range(std::size_t{0}, default_max_payload));
+    app.add_option("--size", cfg.size, "message size in bytes")
+        ->check(CLI::Range(std::size_t{0}, default_max_payload));
     app.add_option("--seconds", cfg.seconds, "measured period");
     app.add_option("--warmup", cfg.warmup, "unmeasured period before it (throughput, large)");
     app.add_option("--idle-steps", steps, "idle: connection counts to report, e.g. 1000,5000");
@@ -470,16 +479,18 @@ int main(int argc, char** argv) {
 
     try {
         if (sodium_init() < 0) throw BenchError("libsodium initialisation failed");
-        cfg.mode = mode == "large" ? Mode::large
+        cfg.mode = mode == "large"       ? Mode::large
                    : mode == "handshake" ? Mode::handshake
-                   : mode == "idle" ? Mode::idle
-                                    : Mode::throughput;
+                   : mode == "idle"      ? Mode::idle
+                                         : Mode::throughput;
         cfg.idle_steps = parse_steps(steps);
-        if (cfg.window == 0 || cfg.connections == 0) throw BenchError("--window and --connections must be at least 1");
+        if (cfg.window == 0 || cfg.connections == 0)
+            throw BenchError("--window and --connections must be at least 1");
         const rlim_t nofile = raise_nofile();
         if (cfg.mode == Mode::idle && cfg.idle_steps.back() + 64 > nofile)
-            throw BenchError("the open-file limit (" + std::to_string(nofile) + ") is too low for " +
-                             std::to_string(cfg.idle_steps.back()) + " connections");
+            throw BenchError("the open-file limit (" + std::to_string(nofile) +
+                             ") is too low for " + std::to_string(cfg.idle_steps.back()) +
+                             " connections");
 
         Shared sh;
         sh.cfg = cfg;

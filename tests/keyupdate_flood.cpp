@@ -50,9 +50,12 @@ int main(int argc, char** argv) {
     int port = 0;
     double seconds = 10;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!std::strcmp(argv[i], "--host")) host = argv[i + 1];
-        else if (!std::strcmp(argv[i], "--port")) port = std::atoi(argv[i + 1]);
-        else if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
+        if (!std::strcmp(argv[i], "--host"))
+            host = argv[i + 1];
+        else if (!std::strcmp(argv[i], "--port"))
+            port = std::atoi(argv[i + 1]);
+        else if (!std::strcmp(argv[i], "--seconds"))
+            seconds = std::atof(argv[i + 1]);
         else {
             std::fprintf(stderr, "usage: keyupdate-flood --host ADDR --port PORT --seconds S\n");
             return 2;
@@ -93,7 +96,7 @@ int main(int argc, char** argv) {
         }
         ::close(fd);
     }
-    std::printf("keyupdate-flood connections %ld keyupdates %ld most-per-connection %ld\n", connections,
-                total, most);
+    std::printf("keyupdate-flood connections %ld keyupdates %ld most-per-connection %ld\n",
+                connections, total, most);
     return 0;
 }

@@ -19,7 +19,8 @@ inline std::vector<std::uint8_t> from_hex(std::string_view h) {
     std::vector<std::uint8_t> out;
     if (h == "-") return out;
     for (std::size_t i = 0; i + 1 < h.size(); i += 2)
-        out.push_back(static_cast<std::uint8_t>(std::stoul(std::string(h.substr(i, 2)), nullptr, 16)));
+        out.push_back(
+            static_cast<std::uint8_t>(std::stoul(std::string(h.substr(i, 2)), nullptr, 16)));
     return out;
 }
 
@@ -47,7 +48,8 @@ struct ScriptDir {
         REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
         dir = tmpl;
         std::ofstream(dir / "gen.py") << python;
-        const std::string cmd = "/usr/bin/python3 " + (dir / "gen.py").string() + " " + dir.string();
+        const std::string cmd =
+            "/usr/bin/python3 " + (dir / "gen.py").string() + " " + dir.string();
         REQUIRE(std::system(cmd.c_str()) == 0);
     }
     ~ScriptDir() {

@@ -66,7 +66,8 @@ Cidr Cidr::parse(std::string_view text) {
     if (slash != std::string_view::npos) {
         const auto digits = text.substr(slash + 1);
         auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
-        if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() || prefix > width)
+        if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() ||
+            prefix > width)
             throw NetError(quoted + ": the prefix length must be 0 to " + std::to_string(width));
     }
     c.prefix_ = prefix + (c.written_v4_ ? v4_mapped_prefix : 0);
@@ -74,7 +75,8 @@ Cidr Cidr::parse(std::string_view text) {
     if (block != c.net_) {
         Cidr meant = c;
         meant.net_ = block;
-        throw NetError(quoted + ": address bits set past the prefix (the block is " + meant.text() + ")");
+        throw NetError(quoted + ": address bits set past the prefix (the block is " + meant.text() +
+                       ")");
     }
     return c;
 }

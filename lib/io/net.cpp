@@ -100,7 +100,8 @@ Addresses resolve(const Endpoint& ep, Use use) {
 Fd listen_tcp(const Endpoint& ep, const ListenOptions& options) {
     std::string why = "no address";
     for (const addrinfo& ai : resolve(ep, Use::listen)) {
-        Fd fd(::socket(ai.ai_family, ai.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.ai_protocol));
+        Fd fd(
+            ::socket(ai.ai_family, ai.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.ai_protocol));
         if (!fd) {
             why = std::strerror(errno);
             continue;
@@ -118,7 +119,8 @@ Fd listen_tcp(const Endpoint& ep, const ListenOptions& options) {
             int v6only = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr) ? 0 : 1;
             ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
         }
-        if (::bind(fd.get(), ai.ai_addr, ai.ai_addrlen) != 0 || ::listen(fd.get(), options.backlog) != 0) {
+        if (::bind(fd.get(), ai.ai_addr, ai.ai_addrlen) != 0 ||
+            ::listen(fd.get(), options.backlog) != 0) {
             why = std::strerror(errno);
             continue;
         }

@@ -56,7 +56,7 @@ private:
 
 // What addresses are looked up for.
 enum class Use {
-    listen,   // AI_PASSIVE: addresses to bind
+    listen,  // AI_PASSIVE: addresses to bind
     connect,
 };
 

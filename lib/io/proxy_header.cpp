@@ -14,7 +14,8 @@ namespace secmsg::proxy {
 namespace {
 constexpr std::uint8_t version_2 = 0x2;
 constexpr std::uint8_t command_local = 0x0, command_proxy = 0x1;
-constexpr std::uint8_t family_unspec = 0x0, family_inet = 0x1, family_inet6 = 0x2, family_unix = 0x3;
+constexpr std::uint8_t family_unspec = 0x0, family_inet = 0x1, family_inet6 = 0x2,
+                       family_unix = 0x3;
 constexpr std::uint8_t transport_stream = 0x1, transport_dgram = 0x2;
 constexpr std::size_t ipv4_addresses = 2 * 4 + 2 * 2;
 constexpr std::size_t ipv6_addresses = 2 * 16 + 2 * 2;
@@ -24,10 +25,13 @@ constexpr std::size_t tlv_head_size = 3;  // type, length (2)
 const char* describe(Error e) {
     switch (e) {
     case Error::none: return "no error";
-    case Error::bad_signature: return "no PROXY protocol v2 header: the first bytes are not its signature";
+    case Error::bad_signature:
+        return "no PROXY protocol v2 header: the first bytes are not its signature";
     case Error::bad_version: return "PROXY protocol header of a version other than 2";
-    case Error::bad_command: return "PROXY protocol v2 header with a command other than LOCAL or PROXY";
-    case Error::bad_family: return "PROXY protocol v2 header with an undefined address family or transport";
+    case Error::bad_command:
+        return "PROXY protocol v2 header with a command other than LOCAL or PROXY";
+    case Error::bad_family:
+        return "PROXY protocol v2 header with an undefined address family or transport";
     case Error::unsupported_address:
         return "PROXY protocol v2 header for a connection other than TCP over IPv4 or IPv6";
     case Error::too_long: return "PROXY protocol v2 header longer than 1040 bytes";

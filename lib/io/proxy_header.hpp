@@ -76,8 +76,8 @@ std::string format(const Address& a);
 
 struct Header {
     Command command = Command::local;
-    Address source;       // PROXY: the client the balancer relays
-    Address destination;  // PROXY: the address the client connected to
+    Address source;        // PROXY: the client the balancer relays
+    Address destination;   // PROXY: the address the client connected to
     std::size_t size = 0;  // bytes of the whole header: 16 + its length field
     std::size_t tlvs = 0;  // TLVs skipped (PROXY only)
 };
@@ -127,8 +127,8 @@ private:
     Status status_ = Status::need_more;
     Error error_ = Error::none;
     Header header_;
-    std::size_t seen_ = 0;    // bytes of the header taken so far
-    std::size_t length_ = 0;  // the length field, once in
+    std::size_t seen_ = 0;          // bytes of the header taken so far
+    std::size_t length_ = 0;        // the length field, once in
     std::size_t address_size_ = 0;  // 12 (IPv4) or 36 (IPv6) for PROXY
     int family_ = 0;                // AF_INET or AF_INET6 for PROXY
     std::array<std::uint8_t, 36> addresses_{};

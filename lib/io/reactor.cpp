@@ -95,7 +95,8 @@ void Reactor::update_timerfd() {
     timerfd_at_ = next;
     itimerspec its{};
     if (next != Clock::time_point::max()) {
-        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(next.time_since_epoch()).count();
+        auto ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(next.time_since_epoch()).count();
         if (ns <= 0) ns = 1;
         its.it_value.tv_sec = static_cast<time_t>(ns / 1000000000);
         its.it_value.tv_nsec = static_cast<long>(ns % 1000000000);
@@ -106,8 +107,7 @@ void Reactor::update_timerfd() {
 
 void Reactor::fire_timers() {
     std::uint64_t expirations = 0;
-    while (::read(timerfd_.get(), &expirations, sizeof expirations) > 0) {
-    }
+    while (::read(timerfd_.get(), &expirations, sizeof expirations) > 0) {}
     timerfd_at_ = Clock::time_point::max();  // re-armed before the next wait
     auto now = Clock::now();
     // A callback may arm or cancel any timer, itself included: take one at a time.
@@ -129,7 +129,8 @@ void Reactor::pass() {
         if (errno == EINTR) return;
         throw_errno("epoll_wait");
     }
-    for (int i = 0; i < n; ++i) static_cast<Handler*>(events[i].data.ptr)->on_events(events[i].events);
+    for (int i = 0; i < n; ++i)
+        static_cast<Handler*>(events[i].data.ptr)->on_events(events[i].events);
 
     // Those who stopped early on purpose.  A handler may re-queue itself for
     // the next pass; it is not called twice in this one.

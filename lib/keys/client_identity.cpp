@@ -15,7 +15,8 @@
 namespace secmsg {
 
 bool is_dns_name(std::string_view name) {
-    if (name.empty() || name.size() > 253 || name.front() == '.' || name.back() == '.') return false;
+    if (name.empty() || name.size() > 253 || name.front() == '.' || name.back() == '.')
+        return false;
     std::size_t label = 0;
     for (char c : name) {
         if (c == '.') {
@@ -23,7 +24,8 @@ bool is_dns_name(std::string_view name) {
             label = 0;
             continue;
         }
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
         if (!ok || ++label > 63) return false;
     }
     return true;
@@ -47,9 +49,11 @@ bool has_scheme(std::string_view s) {
 }
 
 bool equal_ignoring_case(std::string_view a, std::string_view b) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return lower(x) == lower(y); });
+    const auto lower = [](char c) {
+        return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    };
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                              [&](char x, char y) { return lower(x) == lower(y); });
 }
 
 // rfc822Name: the local part exactly, the domain ignoring case.
@@ -62,11 +66,13 @@ bool same_email(std::string_view a, std::string_view b) {
 
 bool matches(const AllowedClient& entry, const CertificateNames& names) {
     const auto any = [&](const std::vector<std::string>& list, auto&& same) {
-        return std::any_of(list.begin(), list.end(), [&](const std::string& n) { return same(entry.text, n); });
+        return std::any_of(list.begin(), list.end(),
+                           [&](const std::string& n) { return same(entry.text, n); });
     };
     switch (entry.kind) {
     case AllowedClient::Kind::dns: return any(names.dns, equal_ignoring_case);
-    case AllowedClient::Kind::uri: return any(names.uri, [](std::string_view a, std::string_view b) { return a == b; });
+    case AllowedClient::Kind::uri:
+        return any(names.uri, [](std::string_view a, std::string_view b) { return a == b; });
     case AllowedClient::Kind::email: return any(names.email, same_email);
     case AllowedClient::Kind::pin: return false;
     }
@@ -138,9 +144,12 @@ CertificateNames names_of_certificate(std::span<const std::uint8_t> cert_der) {
         for (const DNS_entry* e = list; e; e = e->next) {
             if (!e->name || e->len <= 0) continue;
             std::string name(e->name, static_cast<std::size_t>(e->len));
-            if (e->type == ASN_DNS_TYPE) names.dns.push_back(std::move(name));
-            else if (e->type == ASN_URI_TYPE) names.uri.push_back(std::move(name));
-            else if (e->type == ASN_RFC822_TYPE) names.email.push_back(std::move(name));
+            if (e->type == ASN_DNS_TYPE)
+                names.dns.push_back(std::move(name));
+            else if (e->type == ASN_URI_TYPE)
+                names.uri.push_back(std::move(name));
+            else if (e->type == ASN_RFC822_TYPE)
+                names.email.push_back(std::move(name));
         }
     }
     return names;
@@ -160,7 +169,8 @@ ClientVerdict judge_client(const ClientPolicy& policy, std::span<const std::uint
         v.accepted = true;
         v.identity = pin_text;
         for (const auto* list : {&names.dns, &names.uri, &names.email}) {
-            const auto it = std::find_if(list->begin(), list->end(), [](const std::string& n) { return printable(n); });
+            const auto it = std::find_if(list->begin(), list->end(),
+                                         [](const std::string& n) { return printable(n); });
             if (it != list->end()) {
                 v.identity = *it;
                 break;

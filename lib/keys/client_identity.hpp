@@ -56,8 +56,8 @@ CertificateNames names_of_certificate(std::span<const std::uint8_t> cert_der);
 // What a server asks of its clients.  Inactive (no CA, no entries): no
 // client certificate is requested and records name no client.
 struct ClientPolicy {
-    bool require_ca = false;              // --client-ca: the chain must verify
-    std::vector<AllowedClient> allowed;   // --allow-client; empty: any (with the CA)
+    bool require_ca = false;             // --client-ca: the chain must verify
+    std::vector<AllowedClient> allowed;  // --allow-client; empty: any (with the CA)
     bool active() const { return require_ca || !allowed.empty(); }
 };
 

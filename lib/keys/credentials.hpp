@@ -19,14 +19,15 @@ KeyType parse_key_type(const std::string& name);
 
 // What init_credentials() found and did.
 struct CredentialsReport {
-    std::string key_file;   // DIR/tls.key
-    std::string cert_file;  // DIR/tls.crt
-    std::string psk_file;   // DIR/psk (empty for a client identity)
+    std::string key_file;              // DIR/tls.key
+    std::string cert_file;             // DIR/tls.crt
+    std::string psk_file;              // DIR/psk (empty for a client identity)
     std::vector<std::string> created;  // paths created by this call (empty: nothing to do)
-    std::time_t renewed_from = 0;      // when DIR/tls.crt was renewed: the expiry of the old one; else 0
-    std::time_t not_after = 0;         // when DIR/tls.crt (as it is now) expires
-    std::string pin;        // "sha256:BASE64" of the certificate's SubjectPublicKeyInfo
-                            // (of DIR/tls.crt, whether created now or found)
+    std::time_t renewed_from =
+        0;                      // when DIR/tls.crt was renewed: the expiry of the old one; else 0
+    std::time_t not_after = 0;  // when DIR/tls.crt (as it is now) expires
+    std::string pin;            // "sha256:BASE64" of the certificate's SubjectPublicKeyInfo
+                                // (of DIR/tls.crt, whether created now or found)
 };
 
 // Creates, only where missing, in `dir` (which is created with mode 0700 if

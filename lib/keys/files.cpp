@@ -47,7 +47,7 @@ const char* type_name(mode_t m) {
 // The open/fstat errors shared by files and directories.
 [[noreturn]] void refuse_open(int err, const std::string& name, const std::string& what) {
     throw KeyFileError(err == ENOENT ? Kind::missing : Kind::unreadable,
-                              name + ": cannot " + what + ": " + std::strerror(err));
+                       name + ": cannot " + what + ": " + std::strerror(err));
 }
 
 // Refuses an owner other than root and this process's effective user;
@@ -55,12 +55,12 @@ const char* type_name(mode_t m) {
 void check_owner(const struct stat& st, const std::string& name, const std::string& path) {
     const uid_t self = ::geteuid();
     if (st.st_uid == 0 || st.st_uid == self) return;
-    throw KeyFileError(
-        Kind::owner,
-        name + " is owned by uid " + std::to_string(st.st_uid) +
-            ", neither root nor this process's user (uid " + std::to_string(self) +
-            "), so that user could change it; give it to one of them (chown " +
-            (self == 0 ? std::string("root") : std::to_string(self)) + " " + path + ")");
+    throw KeyFileError(Kind::owner,
+                       name + " is owned by uid " + std::to_string(st.st_uid) +
+                           ", neither root nor this process's user (uid " + std::to_string(self) +
+                           "), so that user could change it; give it to one of them (chown " +
+                           (self == 0 ? std::string("root") : std::to_string(self)) + " " + path +
+                           ")");
 }
 
 // Access for anyone but the file's owner and this process's user, as mode
@@ -93,9 +93,12 @@ Exposure exposure_of(int fd, const struct stat& st) {
         tag = le16toh(tag);
         perm = le16toh(perm) & 07;
         id = le32toh(id);
-        if (tag == mask_tag) mask = perm;
-        else if (tag == group_obj || tag == group) granted |= perm;
-        else if (tag == user && id != st.st_uid && id != ::geteuid()) granted |= perm;
+        if (tag == mask_tag)
+            mask = perm;
+        else if (tag == group_obj || tag == group)
+            granted |= perm;
+        else if (tag == user && id != st.st_uid && id != ::geteuid())
+            granted |= perm;
     }
     return {static_cast<mode_t>(((granted & mask) << 3) | (st.st_mode & 007)), true};
 }
@@ -138,18 +141,18 @@ FileContents read_credential_file(const std::string& path, CredentialKind kind,
     // O_NOFOLLOW: links are legitimate here (see the header).
     Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
     if (!fd) refuse_open(errno, name, "open");
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd.get(), &st) != 0) refuse_open(errno, name, "inspect");
     if (!S_ISREG(st.st_mode))
         throw KeyFileError(Kind::not_regular,
-                                  name + " is " + type_name(st.st_mode) + ", not a regular file");
+                           name + " is " + type_name(st.st_mode) + ", not a regular file");
     check_owner(st, name, path);
     check_access(fd.get(), st, kind, name, path);
     if (static_cast<std::size_t>(st.st_size) > max_size)
         throw KeyFileError(Kind::too_large,
-                                  name + " is " + std::to_string(st.st_size) +
-                                      " bytes, more than a " + std::string(credential_label(kind)) +
-                                      " can be (at most " + std::to_string(max_size) + ")");
+                           name + " is " + std::to_string(st.st_size) + " bytes, more than a " +
+                               std::string(credential_label(kind)) + " can be (at most " +
+                               std::to_string(max_size) + ")");
 
     FileContents c{SecretBytes(static_cast<std::size_t>(st.st_size)), st.st_mode};
     std::size_t got = 0;
@@ -174,7 +177,7 @@ void check_credential_directory(const std::string& dir) {
     if (!fd && errno == ENOTDIR)
         throw KeyFileError(Kind::not_regular, dir + " exists and is not a directory");
     if (!fd) refuse_open(errno, name, "open");
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd.get(), &st) != 0) refuse_open(errno, name, "inspect");
     check_owner(st, name, dir);
     if ((st.st_mode & 022) != 0)
@@ -182,12 +185,12 @@ void check_credential_directory(const std::string& dir) {
             Kind::permissions,
             name + " has mode " + octal_mode(st.st_mode) +
                 ", writable by others, who could replace the key or the certificate in it; "
-                "use a directory only its owner can write (chmod go-w " + dir +
-                ", or a new directory such as " + dir + "/secmsgd)");
+                "use a directory only its owner can write (chmod go-w " +
+                dir + ", or a new directory such as " + dir + "/secmsgd)");
 }
 
-bool write_file_atomically(const std::string& path, std::span<const std::uint8_t> data,
-                           mode_t mode, Existing existing) {
+bool write_file_atomically(const std::string& path, std::span<const std::uint8_t> data, mode_t mode,
+                           Existing existing) {
     const bool replace = existing == Existing::replace;
     std::string tmp = path + ".tmp-XXXXXX";
     Fd fd(::mkostemp(tmp.data(), O_CLOEXEC));  // created with mode 0600

@@ -82,7 +82,7 @@ enum class Existing { keep, replace };
 // existing path is never touched and the call returns false; otherwise it
 // returns true.  Throws std::system_error, whose what() names the file, on
 // failure (the temporary file is removed).
-bool write_file_atomically(const std::string& path, std::span<const std::uint8_t> data,
-                           mode_t mode, Existing existing = Existing::keep);
+bool write_file_atomically(const std::string& path, std::span<const std::uint8_t> data, mode_t mode,
+                           Existing existing = Existing::keep);
 
 }  // namespace secmsg

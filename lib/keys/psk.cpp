@@ -23,21 +23,26 @@ KeyFileError format_error(const std::string& what) {
 // 32 bytes.  `where` names the file and the line.
 SecretBytes decode_line(std::string_view line, const std::string& where) {
     if (line.empty())
-        throw format_error(where + " is empty: blank lines are not allowed (one key per line, "
+        throw format_error(where +
+                           " is empty: blank lines are not allowed (one key per line, "
                            "nothing else)");
     if (line.front() == '#')
         throw format_error(where + ": comments are not allowed (one key per line, nothing else)");
     if (line.back() == '\r')
-        throw format_error(where + " ends with a carriage return: lines must end with a newline "
+        throw format_error(where +
+                           " ends with a carriage return: lines must end with a newline "
                            "alone (dos2unix)");
     if (line.size() != encoded_size)
-        throw format_error(where + ": not a secmsg key: expected the base64 of exactly 32 bytes "
-                           "(44 characters), found " + std::to_string(line.size()) + " characters");
+        throw format_error(where +
+                           ": not a secmsg key: expected the base64 of exactly 32 bytes "
+                           "(44 characters), found " +
+                           std::to_string(line.size()) + " characters");
     SecretBytes key(psk_size);
     switch (decode_base64_exact(line, key.bytes())) {
     case Base64::ok: break;
     case Base64::invalid:
-        throw format_error(where + ": not a secmsg key: invalid base64 (it must be the standard "
+        throw format_error(where +
+                           ": not a secmsg key: invalid base64 (it must be the standard "
                            "alphabet with '=' padding)");
     case Base64::non_canonical:
         throw format_error(where + ": not a secmsg key: non-canonical base64");
@@ -49,13 +54,16 @@ SecretBytes decode_line(std::string_view line, const std::string& where) {
 
 std::vector<SecretBytes> parse_psk_text(std::string_view text, const std::string& what_for) {
     if (text.empty())
-        throw format_error(what_for + " is empty: expected one key per line, each the base64 of "
+        throw format_error(what_for +
+                           " is empty: expected one key per line, each the base64 of "
                            "32 bytes");
     if (text.back() == '\n') text.remove_suffix(1);  // the last line's newline is optional
     const auto lines = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
     if (lines > max_psk_keys)
-        throw format_error(what_for + " has " + std::to_string(lines) + " lines: it may hold at "
-                           "most " + std::to_string(max_psk_keys) + " keys, one per line");
+        throw format_error(what_for + " has " + std::to_string(lines) +
+                           " lines: it may hold at "
+                           "most " +
+                           std::to_string(max_psk_keys) + " keys, one per line");
     std::vector<SecretBytes> keys;
     keys.reserve(lines);
     while (keys.size() < lines) {
@@ -84,7 +92,8 @@ SecretBytes load_sender_psk(const std::string& path) {
 }
 
 void generate_psk_file(const std::string& path, Existing existing) {
-    if (sodium_init() < 0) throw KeyFileError(KeyFileError::Kind::io, "libsodium failed to initialise");
+    if (sodium_init() < 0)
+        throw KeyFileError(KeyFileError::Kind::io, "libsodium failed to initialise");
     SecretBytes key(psk_size);
     randombytes_buf(key.data(), key.size());
     SecretBytes text(46);  // 44 characters, newline, terminator

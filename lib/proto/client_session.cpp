@@ -79,12 +79,10 @@ void ClientSession::fail(ProtoError e, std::string text, std::vector<Event>& eve
     events.push_back({Event::Kind::protocol_error, oldest_pending(), 0, e, std::move(text)});
 }
 
-void ClientSession::handle_frame(std::span<const std::uint8_t> frame,
-                                 std::vector<Event>& events) {
+void ClientSession::handle_frame(std::span<const std::uint8_t> frame, std::vector<Event>& events) {
     const Opened o = channel_.open(frame, scratch_);
     switch (o.error) {
-    case ProtoError::ok:
-        break;
+    case ProtoError::ok: break;
     case ProtoError::auth:
         return fail(o.error,
                     "a frame from the server failed authentication: is the PSK the server's?",

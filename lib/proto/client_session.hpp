@@ -29,7 +29,7 @@ inline constexpr std::size_t max_kept_bytes = 8u << 20;
 
 // A message sent but not acknowledged, kept to be sent again.
 struct Unanswered {
-    std::uint64_t number;               // the caller's number for it (its place in the input)
+    std::uint64_t number;  // the caller's number for it (its place in the input)
     std::vector<std::uint8_t> message;
 };
 
@@ -60,7 +60,7 @@ public:
         std::uint16_t code = 0;
         ProtoError local = ProtoError::ok;  // protocol_error: what is wrong
         std::string text;
-        std::uint64_t bytes = 0;  // acked, not_recorded: the size of that message
+        std::uint64_t bytes = 0;        // acked, not_recorded: the size of that message
         std::uint64_t number = no_seq;  // acked, not_recorded: the number send() was given
     };
 
@@ -111,7 +111,7 @@ private:
     FrameReader reader_;
     std::size_t window_;
     Keeping keep_;
-    std::size_t kept_bytes_ = 0;     // of pending_ and not_recorded_
+    std::size_t kept_bytes_ = 0;  // of pending_ and not_recorded_
     std::deque<Pending> pending_;
     std::vector<Unanswered> not_recorded_;  // keeping: answered ERROR 6, in order
     std::vector<std::uint8_t> scratch_;

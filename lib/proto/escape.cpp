@@ -33,7 +33,7 @@ std::size_t utf8_len(const std::uint8_t* p, std::size_t n) {
     }
     if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
         (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp < 0xA0) ||  // surrogates, C1 controls
-        cp == 0x2028 || cp == 0x2029)                                     // line separators
+        cp == 0x2028 || cp == 0x2029)                                   // line separators
         return 0;
     return len;
 }

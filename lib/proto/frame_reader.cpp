@@ -19,7 +19,8 @@ constexpr std::size_t no_limit = std::numeric_limits<std::size_t>::max();
 FrameReader::FrameReader(std::size_t max_payload) : max_payload_(max_payload) {}
 
 ProtoError FrameReader::judge(std::uint32_t length) const {
-    if (length < min_length || (length - length_overhead) % block_size != 0) return ProtoError::malformed;
+    if (length < min_length || (length - length_overhead) % block_size != 0)
+        return ProtoError::malformed;
     if (length > max_length_for(max_payload_)) return ProtoError::too_large;
     return ProtoError::ok;
 }

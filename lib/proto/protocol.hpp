@@ -12,11 +12,11 @@ inline constexpr std::string_view alpn_protocol = "secmsg/1";
 inline constexpr std::uint16_t default_port = 8443;
 
 inline constexpr std::size_t length_field_size = 4;
-inline constexpr std::size_t header_size = 30;   // length, version, type, seq, iv
+inline constexpr std::size_t header_size = 30;  // length, version, type, seq, iv
 inline constexpr std::size_t iv_size = 16;
 inline constexpr std::size_t tag_size = 32;
 inline constexpr std::size_t block_size = 16;
-inline constexpr std::size_t min_length = 74;    // value of the length field
+inline constexpr std::size_t min_length = 74;  // value of the length field
 // Where the header's fields start in a frame (the length field at 0).
 inline constexpr std::size_t version_offset = 4;
 inline constexpr std::size_t type_offset = 5;

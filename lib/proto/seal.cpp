@@ -39,7 +39,9 @@ void fresh_iv(std::uint8_t* iv) {
 }
 
 void check(int rc, const char* what) {
-    if (rc != 0) throw std::runtime_error(std::string("wolfCrypt: ") + what + " failed (" + std::to_string(rc) + ")");
+    if (rc != 0)
+        throw std::runtime_error(std::string("wolfCrypt: ") + what + " failed (" +
+                                 std::to_string(rc) + ")");
 }
 }  // namespace
 
@@ -66,7 +68,8 @@ struct FrameKeys::State {
     }
 };
 
-void hkdf_sha256(std::span<const std::uint8_t> ikm, std::string_view info, std::span<std::uint8_t> out) {
+void hkdf_sha256(std::span<const std::uint8_t> ikm, std::string_view info,
+                 std::span<std::uint8_t> out) {
     check(wc_HKDF(WC_SHA256, ikm.data(), static_cast<word32>(ikm.size()), nullptr, 0,
                   reinterpret_cast<const byte*>(info.data()), static_cast<word32>(info.size()),
                   out.data(), static_cast<word32>(out.size())),
@@ -89,9 +92,11 @@ FrameKeys::FrameKeys(std::span<const std::uint8_t> psk) : state_(std::make_uniqu
     std::uint8_t pad[sha256_block];
     check(wc_InitSha256(&s.inner), "sha256");
     check(wc_InitSha256(&s.outer), "sha256");
-    for (std::size_t i = 0; i < sha256_block; ++i) pad[i] = static_cast<std::uint8_t>((i < 32 ? mac_key.data()[i] : 0) ^ 0x36);
+    for (std::size_t i = 0; i < sha256_block; ++i)
+        pad[i] = static_cast<std::uint8_t>((i < 32 ? mac_key.data()[i] : 0) ^ 0x36);
     check(wc_Sha256Update(&s.inner, pad, sizeof pad), "sha256");
-    for (std::size_t i = 0; i < sha256_block; ++i) pad[i] = static_cast<std::uint8_t>((i < 32 ? mac_key.data()[i] : 0) ^ 0x5c);
+    for (std::size_t i = 0; i < sha256_block; ++i)
+        pad[i] = static_cast<std::uint8_t>((i < 32 ? mac_key.data()[i] : 0) ^ 0x5c);
     check(wc_Sha256Update(&s.outer, pad, sizeof pad), "sha256");
     sodium_memzero(pad, sizeof pad);
 }
@@ -162,8 +167,9 @@ Opened open_authenticated(const FrameKeys& keys, Role role, std::uint64_t expect
     };
     r.type = static_cast<FrameType>(frame[type_offset]);
     r.seq = load_be64(frame.data() + seq_offset);
-    const bool type_ok = role == Role::server ? r.type == FrameType::msg
-                                              : (r.type == FrameType::ack || r.type == FrameType::error);
+    const bool type_ok = role == Role::server
+                             ? r.type == FrameType::msg
+                             : (r.type == FrameType::ack || r.type == FrameType::error);
     if (frame[version_offset] != protocol_version || !type_ok) return bad(ProtoError::version);
     if (r.seq != expected_seq) return bad(ProtoError::sequence);
 
@@ -171,7 +177,8 @@ Opened open_authenticated(const FrameKeys& keys, Role role, std::uint64_t expect
     const std::size_t ct_len = frame.size() - tag_size - header_size;
     scratch.resize(ct_len);
     check(wc_AesSetIV(&s.dec, frame.data() + iv_offset), "AES IV");
-    check(wc_AesCbcDecrypt(&s.dec, scratch.data(), frame.data() + header_size, static_cast<word32>(ct_len)),
+    check(wc_AesCbcDecrypt(&s.dec, scratch.data(), frame.data() + header_size,
+                           static_cast<word32>(ct_len)),
           "AES-CBC decrypt");
     // The tag was good, so padding errors are not an oracle; still check all of it.
     const std::uint8_t pad = scratch[ct_len - 1];
@@ -216,7 +223,8 @@ KeyRing::KeyRing(std::span<const SecretBytes> psks) {
                                     " keys, not " + std::to_string(psks.size()));
     keys_.reserve(psks.size());
     for (const auto& psk : psks)
-        keys_.push_back({std::make_shared<const FrameKeys>(psk.bytes()), key_fingerprint(psk.bytes())});
+        keys_.push_back(
+            {std::make_shared<const FrameKeys>(psk.bytes()), key_fingerprint(psk.bytes())});
 }
 
 std::string KeyRing::fingerprints() const {
@@ -246,15 +254,17 @@ std::uint64_t Channel::seal(FrameType type, std::span<const std::uint8_t> plaint
 }
 
 Opened Channel::open(std::span<const std::uint8_t> frame, std::vector<std::uint8_t>& scratch) {
-    auto r = ring_ && fingerprint_.empty() ? open_first(frame, scratch)
-                                           : open_frame(*keys_, role_, rx_seq_, max_payload_, frame, scratch);
+    auto r = ring_ && fingerprint_.empty()
+                 ? open_first(frame, scratch)
+                 : open_frame(*keys_, role_, rx_seq_, max_payload_, frame, scratch);
     if (r.error == ProtoError::ok) ++rx_seq_;
     return r;
 }
 
 // The first frame under a ring: its tag chooses the key (or none does:
 // ERROR 2, as under one key), which serves the rest of the channel.
-Opened Channel::open_first(std::span<const std::uint8_t> frame, std::vector<std::uint8_t>& scratch) {
+Opened Channel::open_first(std::span<const std::uint8_t> frame,
+                           std::vector<std::uint8_t>& scratch) {
     if (!well_formed(frame)) return failed(ProtoError::malformed);
     const auto i = ring_->match(frame);
     if (!i) return failed(ProtoError::auth);

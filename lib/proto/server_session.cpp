@@ -5,7 +5,9 @@ namespace secmsg {
 
 ServerSession::ServerSession(std::shared_ptr<const KeyRing> keys, std::size_t max_payload,
                              ServerScratch& scratch)
-    : channel_(std::move(keys), Role::server, max_payload), reader_(max_payload), scratch_(scratch) {}
+    : channel_(std::move(keys), Role::server, max_payload),
+      reader_(max_payload),
+      scratch_(scratch) {}
 
 ServerSession::Next ServerSession::next(std::vector<std::uint8_t>& out) {
     if (ended_) return {};
@@ -17,7 +19,8 @@ ServerSession::Next ServerSession::next(std::vector<std::uint8_t>& out) {
     }
     const Opened o = channel_.open(n.frame, scratch_.plaintext);
     // A frame whose tag failed names no seq: its seq field is unproven.
-    if (o.error != ProtoError::ok) return fail(o.error, o.error == ProtoError::auth ? no_seq : o.seq, out);
+    if (o.error != ProtoError::ok)
+        return fail(o.error, o.error == ProtoError::auth ? no_seq : o.seq, out);
     ++frames_in_;
     Next m;
     m.kind = Next::Kind::message;

@@ -22,15 +22,15 @@ namespace secmsg {
 
 namespace {
 
-bool probe_aes_hardware()
-{
+bool probe_aes_hardware() {
 #if defined(WOLFSSL_AESNI)
     // wolfCrypt checks CPUID when a key is set and records in the Aes
     // object whether its AES-NI code path will run.
     Aes aes;
     if (wc_AesInit(&aes, nullptr, INVALID_DEVID) != 0) return false;
     static const byte key[32] = {};
-    bool hw = wc_AesSetKey(&aes, key, sizeof key, nullptr, AES_ENCRYPTION) == 0 && aes.use_aesni != 0;
+    bool hw =
+        wc_AesSetKey(&aes, key, sizeof key, nullptr, AES_ENCRYPTION) == 0 && aes.use_aesni != 0;
     wc_AesFree(&aes);
     return hw;
 #elif defined(WOLFSSL_ARMASM) && !defined(WOLFSSL_ARMASM_NO_HW_CRYPTO)
@@ -42,8 +42,7 @@ bool probe_aes_hardware()
 
 #if defined(WOLFSSL_X86_64_BUILD) && defined(USE_INTEL_SPEEDUP)
 // wolfCrypt's CPU feature flags, as its SHA-256 dispatch reads them.
-word32 wolfcrypt_cpu_flags()
-{
+word32 wolfcrypt_cpu_flags() {
 #if defined(SECMSG_WOLFSSL_DEBIAN_SOURCE)
     return cpuid_get_flags();  // not exported by a shared libwolfssl; ours is static
 #else
@@ -63,8 +62,7 @@ word32 wolfcrypt_cpu_flags()
 }
 #endif
 
-const char* probe_sha256()
-{
+const char* probe_sha256() {
 #if defined(WOLFSSL_X86_64_BUILD) && defined(USE_INTEL_SPEEDUP)
     // sha256.c compiles its AVX1/AVX2 transforms under exactly these two
     // macros, and picks at the first hash: SHA extensions first (only a
@@ -86,26 +84,22 @@ const char* probe_sha256()
 
 }  // namespace
 
-const char* sha256_implementation()
-{
+const char* sha256_implementation() {
     static const char* const impl = probe_sha256();
     return impl;
 }
 
-bool sha256_uses_hardware()
-{
+bool sha256_uses_hardware() {
     const std::string_view impl = sha256_implementation();
     return impl == "SHA-NI" || impl == "ARMv8 crypto extensions";
 }
 
-bool aes_uses_hardware()
-{
+bool aes_uses_hardware() {
     static const bool hw = probe_aes_hardware();
     return hw;
 }
 
-std::string wolfssl_build_description()
-{
+std::string wolfssl_build_description() {
     std::string s = "wolfSSL ";
     s += wolfSSL_lib_version();
     s += " (" SECMSG_WOLFSSL_BUILD;

@@ -62,7 +62,8 @@ void present_certificate(WOLFSSL_CTX* c, const ClientOptions& o) {
     } catch (const KeyFileError& e) {
         throw TlsError(e.what());
     }
-    if (wolfSSL_CTX_use_certificate_chain_buffer_format(c, cert.data(), static_cast<long>(cert.size()),
+    if (wolfSSL_CTX_use_certificate_chain_buffer_format(c, cert.data(),
+                                                        static_cast<long>(cert.size()),
                                                         WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
         throw TlsError("certificate file " + o.cert_file + " holds no usable PEM certificate",
                        Setting::certificate);
@@ -96,7 +97,8 @@ std::shared_ptr<Context> make_client_context(const ClientOptions& o) {
             throw TlsError(o.pin + " is not a pin: expected sha256: and the base64 of 32 bytes",
                            Setting::pin);
     }
-    auto ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfTLSv1_3_client_method()), Side::client, pin);
+    auto ctx =
+        std::make_shared<Context>(wolfSSL_CTX_new(wolfTLSv1_3_client_method()), Side::client, pin);
     if (!*ctx) throw TlsError("cannot create a wolfSSL client context (out of memory?)");
     WOLFSSL_CTX* c = ctx->get();
 

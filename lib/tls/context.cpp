@@ -57,9 +57,7 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
     return out;
 }
 
-bool is_tls13_suite(std::string_view s) {
-    return s.starts_with("TLS13-") || s.starts_with("TLS_");
-}
+bool is_tls13_suite(std::string_view s) { return s.starts_with("TLS13-") || s.starts_with("TLS_"); }
 
 // TLS 1.2 suites allowed at all: ECDHE key exchange with an AEAD cipher.
 bool is_allowed_tls12_suite(std::string_view s) {
@@ -73,7 +71,8 @@ bool is_allowed_tls12_suite(std::string_view s) {
 // The group names we accept, with their TLS codepoints.
 int group_id(std::string_view name) {
     if (name == "X25519" || name == "x25519") return WOLFSSL_ECC_X25519;
-    if (name == "P-256" || name == "secp256r1" || name == "prime256v1") return WOLFSSL_ECC_SECP256R1;
+    if (name == "P-256" || name == "secp256r1" || name == "prime256v1")
+        return WOLFSSL_ECC_SECP256R1;
     if (name == "P-384" || name == "secp384r1") return WOLFSSL_ECC_SECP384R1;
     if (name == "P-521" || name == "secp521r1") return WOLFSSL_ECC_SECP521R1;
     return 0;
@@ -120,7 +119,8 @@ void set_groups(Context& ctx, const std::string& groups) {
         ids.push_back(id);
     }
     if (ids.empty()) throw TlsError("the key exchange group list is empty");
-    if (wolfSSL_CTX_set_groups(ctx.get(), ids.data(), static_cast<int>(ids.size())) != WOLFSSL_SUCCESS)
+    if (wolfSSL_CTX_set_groups(ctx.get(), ids.data(), static_cast<int>(ids.size())) !=
+        WOLFSSL_SUCCESS)
         throw TlsError("this wolfSSL does not support the key exchange groups " + groups);
 }
 
@@ -197,8 +197,9 @@ void ask_for_client_certificates(Context& ctx, const ServerOptions& o) {
         auto ca = read_secret_file(o.client_ca_file, CredentialKind::certificate);
         if (wolfSSL_CTX_load_verify_buffer(c, ca.data(), static_cast<long>(ca.size()),
                                            WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
-            throw TlsError("client CA file " + o.client_ca_file + " holds no usable PEM CA certificate",
-                           Setting::client_ca);
+            throw TlsError(
+                "client CA file " + o.client_ca_file + " holds no usable PEM CA certificate",
+                Setting::client_ca);
     }
     wolfSSL_CTX_set_verify(c, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                            check_client_certificate);
@@ -231,7 +232,8 @@ std::shared_ptr<Context> make_server_context(const ServerOptions& o) {
     if (ciphers.empty()) {
         ciphers = default_ciphers();
         if (o.min_version == Version::tls12)
-            ciphers += ":" + std::string(aes_uses_hardware() ? tls12_aes_first : tls12_chacha_first);
+            ciphers +=
+                ":" + std::string(aes_uses_hardware() ? tls12_aes_first : tls12_chacha_first);
     }
     bool any13 = false;
     bool any12 = false;
@@ -302,7 +304,8 @@ bool loopback_handshake(const std::shared_ptr<Context>& server_ctx) {
         throw TlsError(std::string("cannot test the certificate and key: socketpair: ") +
                        std::strerror(errno));
     const Fd server_end(raw[0]), client_end(raw[1]);  // closed on every path
-    auto client_ctx = std::make_shared<Context>(wolfSSL_CTX_new(wolfSSLv23_client_method()), Side::client);
+    auto client_ctx =
+        std::make_shared<Context>(wolfSSL_CTX_new(wolfSSLv23_client_method()), Side::client);
     bool ok = false;
     if (*client_ctx) {
         wolfSSL_CTX_set_verify(client_ctx->get(), WOLFSSL_VERIFY_NONE, nullptr);

@@ -72,11 +72,11 @@ std::string default_groups();  // X25519 first
 // (whether AES runs on AES-NI: see build_info.hpp)
 
 struct ServerOptions {
-    std::string cert_file;   // PEM; ECDSA P-256 or Ed25519
-    std::string key_file;    // PEM
+    std::string cert_file;  // PEM; ECDSA P-256 or Ed25519
+    std::string key_file;   // PEM
     Version min_version = Version::tls13;
-    std::string ciphers;     // empty: default_ciphers()
-    std::string groups;      // empty: default_groups()
+    std::string ciphers;  // empty: default_ciphers()
+    std::string groups;   // empty: default_groups()
     bool session_tickets = true;
     // Mutual TLS (both empty: no client certificate is asked for).  With
     // either, every client must present a certificate: one that chains to

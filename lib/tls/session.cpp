@@ -51,10 +51,10 @@ struct SessionIo {
     bool budget_spent = false;  // a receive was refused by the budget
     bool stalled = false;       // a receive was refused: TLS's own output is blocked
     // Output.
-    bool in_write = false;         // inside Session::write (application data)
-    bool write_unfinished = false;  // wolfSSL keeps part of a write(): retry it
-    bool own_blocked = false;      // wolfSSL keeps own output behind that write
-    std::size_t wolfssl_holds = 0;  // bytes wolfSSL kept at the last short send
+    bool in_write = false;           // inside Session::write (application data)
+    bool write_unfinished = false;   // wolfSSL keeps part of a write(): retry it
+    bool own_blocked = false;        // wolfSSL keeps own output behind that write
+    std::size_t wolfssl_holds = 0;   // bytes wolfSSL kept at the last short send
     std::vector<std::uint8_t> held;  // TLS's own output taken from wolfSSL, unsent
     int send_errno = 0;              // a hard send error met while flushing `held`
     // Client sessions: a send to a peer that reset the connection is taken
@@ -270,7 +270,8 @@ Session::Session(std::shared_ptr<Context> ctx, int fd)
     WOLFSSL* ssl = ssl_.get();
     if (!ssl) throw TlsError("cannot create a TLS session (out of memory?)");
     const bool is_server = ctx_->side() == Side::server;
-    if (wolfSSL_set_fd(ssl, fd) != WOLFSSL_SUCCESS) throw TlsError("cannot attach a TLS session to its socket");
+    if (wolfSSL_set_fd(ssl, fd) != WOLFSSL_SUCCESS)
+        throw TlsError("cannot attach a TLS session to its socket");
     // Our own socket I/O (see SessionIo); wolfSSL_get_fd still names the fd.
     io_->fd = fd;
     wolfSSL_SSLSetIORecv(ssl, receive_cb);
@@ -330,7 +331,8 @@ void Session::set_server_name(const std::string& server_name) {
     bool literal = name.find(':') != std::string::npos ||
                    name.find_first_not_of("0123456789.") == std::string::npos;
     if (!literal)
-        wolfSSL_UseSNI(ssl_.get(), WOLFSSL_SNI_HOST_NAME, name.data(), static_cast<unsigned short>(name.size()));
+        wolfSSL_UseSNI(ssl_.get(), WOLFSSL_SNI_HOST_NAME, name.data(),
+                       static_cast<unsigned short>(name.size()));
     wolfSSL_check_domain_name(ssl_.get(), name.c_str());
 }
 
@@ -365,7 +367,7 @@ Io Session::handshake() {
     if (io_->flush_held() == Io::want_write) return Io::want_write;
     io_->stalled = false;
     int ret = wolfSSL_negotiate(ssl_.get());
-    if (ret == WOLFSSL_SUCCESS) return Io::done;  // its last flight may still be held: flush()
+    if (ret == WOLFSSL_SUCCESS) return Io::done;    // its last flight may still be held: flush()
     Io r = classify(ssl_.get(), ret, last_error_);  // closed: the peer hung up first
     if (r == Io::want_read && io_->stalled) return Io::want_write;
     return r;
@@ -406,7 +408,8 @@ IoResult Session::write(std::span<const std::uint8_t> buf) {
 
 Io Session::flush() {
     Io r = io_->flush_held();
-    if (r == Io::done && io_->own_blocked) return Io::want_write;  // leaves with the retried write()
+    if (r == Io::done && io_->own_blocked)
+        return Io::want_write;  // leaves with the retried write()
     return r;
 }
 
@@ -491,10 +494,8 @@ bool rejected_certificate(WOLFSSL* ssl) {
     case BAD_CERT_MANAGER_ERROR:
     case ASN_PATHLEN_INV_E:
     case ASN_PATHLEN_SIZE_E:
-    case NOT_CA_ERROR:
-        return true;
-    default:
-        return false;
+    case NOT_CA_ERROR: return true;
+    default: return false;
     }
 }
 

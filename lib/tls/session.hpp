@@ -158,9 +158,9 @@ public:
     // failed handshake was given instead of TLS.
     std::span<const std::uint8_t> first_bytes() const;
 
-    std::string version() const;     // "TLSv1.3"
-    std::string cipher() const;      // suite name
-    std::string alpn() const;        // negotiated ALPN, empty if none
+    std::string version() const;  // "TLSv1.3"
+    std::string cipher() const;   // suite name
+    std::string alpn() const;     // negotiated ALPN, empty if none
     // Why the last handshake, read or write failed, classified once:
     // rejected (this side refused the peer's certificate or pin), refused
     // (the peer sent a fatal certificate alert, named by refusal_alert();

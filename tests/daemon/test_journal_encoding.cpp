@@ -91,7 +91,9 @@ struct FakeJournalSocket : test::DatagramListener {
 // The client side of a record: answers are not expected here (every entry
 // is taken at once), so any callback is a failure.
 struct NoCallbacks : RecordClient {
-    void record_done(const RecordResult& outcome) override { FAIL("record_done: " << outcome.reason); }
+    void record_done(const RecordResult& outcome) override {
+        FAIL("record_done: " << outcome.reason);
+    }
     void record_room() override { FAIL("record_room"); }
 };
 
@@ -104,7 +106,9 @@ TEST_CASE("journal encoding: a text field is NAME=value and a newline line") {
     CHECK(text(out) == "SECMSG_SEQ=42\nEMPTY=\n");
 }
 
-TEST_CASE("journal encoding: a binary field is NAME, newline, 64-bit little-endian length, value, newline") {
+TEST_CASE(
+    "journal encoding: a binary field is NAME, newline, 64-bit little-endian length, value, "
+    "newline") {
     Bytes value(0x0102, 'x');
     value[0] = 0;
     value[1] = '\n';
@@ -121,7 +125,8 @@ TEST_CASE("journal encoding: a binary field is NAME, newline, 64-bit little-endi
     CHECK(empty == Bytes{'P', '\n', 0, 0, 0, 0, 0, 0, 0, 0, '\n'});
 }
 
-TEST_CASE("journal encoding: a value with a newline goes in the binary form, other bytes stay text") {
+TEST_CASE(
+    "journal encoding: a value with a newline goes in the binary form, other bytes stay text") {
     Bytes out;
     journal::append_field(out, "MESSAGE", "two\nlines");
     CHECK(text(out) == std::string("MESSAGE\n\x09\0\0\0\0\0\0\0two\nlines\n", 26));
@@ -219,7 +224,8 @@ TEST_CASE("journal recorder: an entry too large for a datagram goes in a sealed 
     CHECK(text(e["SECMSG_ID"]) == "id-0");
 }
 
-TEST_CASE("journal recorder: journald gone is a failure of that entry; it connects again by itself") {
+TEST_CASE(
+    "journal recorder: journald gone is a failure of that entry; it connects again by itself") {
     FakeJournalSocket j;
     JournalRecorder rec(j.path, {});
     NoCallbacks client;

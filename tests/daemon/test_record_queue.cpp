@@ -64,7 +64,10 @@ struct Message {
     Digest digest;
     std::string id;
     Message(std::uint64_t seq, std::size_t size)
-        : seq(seq), payload(size, 'a'), digest(sha256(payload)), id("queue-test-" + std::to_string(seq)) {}
+        : seq(seq),
+          payload(size, 'a'),
+          digest(sha256(payload)),
+          id("queue-test-" + std::to_string(seq)) {}
     MessageInfo info() const {
         MessageInfo m;
         m.peer = "127.0.0.1:1";
@@ -126,8 +129,9 @@ void run_until(Reactor& r, F done) {
 
 }  // namespace
 
-TEST_CASE("record queue: taken at once while journald takes it, queued once it would block, "
-          "bounded, then written in order when it drains") {
+TEST_CASE(
+    "record queue: taken at once while journald takes it, queued once it would block, "
+    "bounded, then written in order when it drains") {
     BlockedJournal b(limits_of(10s, 4));
     auto& [j, r, q, w, sent, at_once] = b;
     CHECK(at_once >= 1);
@@ -154,7 +158,8 @@ TEST_CASE("record queue: taken at once while journald takes it, queued once it w
     CHECK(later.rooms == 1);
     seqs = j.read_seqs();
     CHECK(seqs == std::vector<std::string>{std::to_string(at_once), std::to_string(at_once + 1),
-                                           std::to_string(at_once + 2), std::to_string(at_once + 3)});
+                                           std::to_string(at_once + 2),
+                                           std::to_string(at_once + 3)});
     const auto s = q.stats();
     CHECK(s.recorded == at_once + 4);
     CHECK(s.not_recorded == 0);
@@ -240,8 +245,9 @@ struct PipeOnStderr {
 
 }  // namespace
 
-TEST_CASE("stderr stream: a line larger than the pipe's room is finished whole, even past its "
-          "deadline; a line not begun by then is never written") {
+TEST_CASE(
+    "stderr stream: a line larger than the pipe's room is finished whole, even past its "
+    "deadline; a line not begun by then is never written") {
     PipeOnStderr pipe;
     Reactor r;
     QueueLimits limits;
@@ -250,7 +256,7 @@ TEST_CASE("stderr stream: a line larger than the pipe's room is finished whole, 
     REQUIRE(s.non_blocking());
     s.attach(r);
     Waiter w;
-    Message big(0, 6000);   // a line of about 6.2 KB: 4096 bytes fit, the rest waits
+    Message big(0, 6000);  // a line of about 6.2 KB: 4096 bytes fit, the rest waits
     Message next(1, 100);
     CHECK(s.record(big.info(), w, Clock::now()).status == Status::queued);
     CHECK(s.record(next.info(), w, Clock::now()).status == Status::queued);
@@ -282,8 +288,9 @@ TEST_CASE("stderr stream: a line larger than the pipe's room is finished whole, 
     s.detach();
 }
 
-TEST_CASE("stderr stream: lines queued behind a partial one are written whole and in order, "
-          "each answered once its last byte is out") {
+TEST_CASE(
+    "stderr stream: lines queued behind a partial one are written whole and in order, "
+    "each answered once its last byte is out") {
     PipeOnStderr pipe;
     Reactor r;
     QueueLimits limits;

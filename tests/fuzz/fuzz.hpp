@@ -26,8 +26,8 @@ int config(const std::uint8_t* data, std::size_t size);  // fuzz_config.cpp
 int proxy(const std::uint8_t* data, std::size_t size);   // fuzz_proxy.cpp
 
 // A breaks-an-invariant stop that every build keeps (not an assert).
-#define SECMSG_FUZZ_CHECK(cond) \
-    do {                        \
+#define SECMSG_FUZZ_CHECK(cond)        \
+    do {                               \
         if (!(cond)) __builtin_trap(); \
     } while (0)
 
@@ -75,8 +75,8 @@ void forge(std::uint8_t version, std::uint8_t type, std::uint64_t seq,
 // (client: what kind of reply to build).
 struct Record {
     std::uint8_t type = 1;
-    std::uint64_t seq = 0;   // the seq written into the frame
-    bool proper = true;      // seal() of a known type at the expected seq, version 1
+    std::uint64_t seq = 0;  // the seq written into the frame
+    bool proper = true;     // seal() of a known type at the expected seq, version 1
     bool forged = false;
     std::uint8_t version = 1;
     std::size_t length = 0;  // of the plaintext still to be read from the input

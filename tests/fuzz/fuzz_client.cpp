@@ -52,7 +52,8 @@ int client(const std::uint8_t* data, std::size_t size) {
         std::vector<std::uint8_t> p;
         for (std::uint64_t seq = 0; !in.empty() && replies < 64; ++seq, ++replies) {
             const std::uint8_t kind = in.byte() & 3;
-            const std::uint16_t code = kind >= 2 ? static_cast<std::uint16_t>(in.byte() << 8 | in.byte()) : 0;
+            const std::uint16_t code =
+                kind >= 2 ? static_cast<std::uint16_t>(in.byte() << 8 | in.byte()) : 0;
             const std::uint64_t ref = kind == 3 ? in.u64() : answered;
             const Record r = read_record(in, seq);
             const auto bytes = in.take(r.length);
@@ -63,7 +64,8 @@ int client(const std::uint8_t* data, std::size_t size) {
             } else if (kind == 1) {
                 p.assign(bytes.begin(), bytes.end());
             } else {
-                build_error(code, ref, {reinterpret_cast<const char*>(bytes.data()), bytes.size()}, p);
+                build_error(code, ref, {reinterpret_cast<const char*>(bytes.data()), bytes.size()},
+                            p);
             }
             emit(r, p, built);
             const bool proper = r.proper && answered < total && p.size() <= default_max_payload &&

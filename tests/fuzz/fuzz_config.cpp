@@ -48,7 +48,8 @@ void add_options(CLI::App& app, Options& o) {
     app.add_option("--cert", o.cert);
     app.add_option("--key", o.key);
     app.add_option("--psk-file", o.psk_file);
-    app.add_option("--record", o.record)->check(CLI::IsMember({"auto", "journal", "stderr", "none"}));
+    app.add_option("--record", o.record)
+        ->check(CLI::IsMember({"auto", "journal", "stderr", "none"}));
     app.add_option("--max-connections", o.max_connections)->capture_default_str();
     app.add_option("--handshake-timeout", o.handshake_timeout)->capture_default_str();
     app.add_option("--idle-timeout", o.idle_timeout)->capture_default_str();
@@ -56,7 +57,8 @@ void add_options(CLI::App& app, Options& o) {
     app.add_option("--max-payload", o.max_payload)->capture_default_str();
     app.add_option("--max-output", o.max_output)->capture_default_str();
     app.add_option("--tls-min-version", o.tls_min_version)
-        ->capture_default_str()->check(CLI::IsMember({"1.2", "1.3"}));
+        ->capture_default_str()
+        ->check(CLI::IsMember({"1.2", "1.3"}));
     app.add_option("--tls-ciphers", o.tls_ciphers);
     app.add_option("--tls-groups", o.tls_groups);
     app.add_option("--client-ca", o.client_ca);
@@ -64,7 +66,8 @@ void add_options(CLI::App& app, Options& o) {
     app.add_flag("--check-config", o.check_config);
     app.add_option("--init-credentials", o.init_credentials);
     app.add_option("--key-type", o.key_type)
-        ->capture_default_str()->check(CLI::IsMember({"ecdsa", "ed25519"}));
+        ->capture_default_str()
+        ->check(CLI::IsMember({"ecdsa", "ed25519"}));
 }
 
 }  // namespace
@@ -91,8 +94,7 @@ int config(const std::uint8_t* data, std::size_t size) {
             SECMSG_FUZZ_CHECK(e.text == text);
             SECMSG_FUZZ_CHECK((e.kind == AllowedClient::Kind::pin) == text.starts_with(pin_prefix));
             for (char c : text) SECMSG_FUZZ_CHECK(c > ' ' && c < 0x7f);
-        } catch (const ClientIdentityError&) {
-        }
+        } catch (const ClientIdentityError&) {}
     }
     return 0;
 }

@@ -31,7 +31,8 @@ int proxy(const std::uint8_t* data, std::size_t size) {
             SECMSG_FUZZ_CHECK(pieces.received() + pieces.wanted() <= proxy::max_header_size);
         const auto fed = pieces.feed(chunk);
         SECMSG_FUZZ_CHECK(fed.used <= chunk.size());
-        SECMSG_FUZZ_CHECK(fed.status != proxy::Parser::Status::need_more || fed.used == chunk.size());
+        SECMSG_FUZZ_CHECK(fed.status != proxy::Parser::Status::need_more ||
+                          fed.used == chunk.size());
         used += fed.used;
     });
     SECMSG_FUZZ_CHECK(used == all.used && pieces.status() == whole.status());
@@ -58,7 +59,8 @@ int proxy(const std::uint8_t* data, std::size_t size) {
         SECMSG_FUZZ_CHECK(proxy::describe(whole.error())[0] != '\0');
         break;
     case proxy::Parser::Status::need_more:
-        SECMSG_FUZZ_CHECK(whole.wanted() > 0 && whole.received() + whole.wanted() <= proxy::max_header_size);
+        SECMSG_FUZZ_CHECK(whole.wanted() > 0 &&
+                          whole.received() + whole.wanted() <= proxy::max_header_size);
         break;
     }
     return 0;

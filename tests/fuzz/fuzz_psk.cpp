@@ -32,11 +32,13 @@ int psk(const std::uint8_t* data, std::size_t size) {
         for (std::size_t j = 0; j < i; ++j)
             SECMSG_FUZZ_CHECK(std::memcmp(keys[i].data(), keys[j].data(), psk_size) != 0);
         char line[45];
-        sodium_bin2base64(line, sizeof line, keys[i].data(), psk_size, sodium_base64_VARIANT_ORIGINAL);
+        sodium_bin2base64(line, sizeof line, keys[i].data(), psk_size,
+                          sodium_base64_VARIANT_ORIGINAL);
         canonical += line;
         canonical += '\n';
     }
-    SECMSG_FUZZ_CHECK(text == canonical || text == std::string_view(canonical).substr(0, canonical.size() - 1));
+    SECMSG_FUZZ_CHECK(text == canonical ||
+                      text == std::string_view(canonical).substr(0, canonical.size() - 1));
     const KeyRing ring(keys);
     SECMSG_FUZZ_CHECK(ring.size() == keys.size());
     return 0;

@@ -32,11 +32,8 @@ struct Target {
 
 // Also the list of corpus folders.
 constexpr Target targets[] = {
-    {"frames", fuzz::frames},
-    {"client", fuzz::client},
-    {"psk", fuzz::psk},
-    {"config", fuzz::config},
-    {"proxy", fuzz::proxy},
+    {"frames", fuzz::frames}, {"client", fuzz::client}, {"psk", fuzz::psk},
+    {"config", fuzz::config}, {"proxy", fuzz::proxy},
 };
 
 const Target* find_target(std::string_view name) {
@@ -68,7 +65,9 @@ long mutate_all(const Target& t, const std::vector<fuzz::Seed>& seeds, std::uint
                 case 0: s[at] ^= static_cast<std::uint8_t>(1u << (rng() % 8)); break;
                 case 1: s.resize(std::max<std::size_t>(at, 3)); break;
                 case 2: s[at] = static_cast<std::uint8_t>(rng()); break;
-                default: s.insert(s.begin() + static_cast<long>(at), static_cast<std::uint8_t>(rng())); break;
+                default:
+                    s.insert(s.begin() + static_cast<long>(at), static_cast<std::uint8_t>(rng()));
+                    break;
                 }
             }
             run(t, s);
@@ -108,9 +107,11 @@ int write_seeds(const fs::path& root) {
         fs::create_directories(root / target);
         for (const auto& [name, bytes] : seeds) {
             std::ofstream f(root / target / name, std::ios::binary | std::ios::trunc);
-            f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+            f.write(reinterpret_cast<const char*>(bytes.data()),
+                    static_cast<std::streamsize>(bytes.size()));
             if (!f) {
-                std::fprintf(stderr, "fuzz-replay: cannot write %s/%s/%s\n", root.c_str(), target, name.c_str());
+                std::fprintf(stderr, "fuzz-replay: cannot write %s/%s/%s\n", root.c_str(), target,
+                             name.c_str());
                 return 1;
             }
         }

@@ -21,8 +21,8 @@ constexpr std::array<std::uint8_t, 32> fixed_psk = [] {
     a.fill(0x42);
     return a;
 }();
-constexpr std::array<std::uint8_t, iv_size> fixed_iv{0x1f, 0x2e, 0x3d, 0x4c, 0x5b, 0x6a, 0x79, 0x88,
-                                                     0x97, 0xa6, 0xb5, 0xc4, 0xd3, 0xe2, 0xf1, 0x00};
+constexpr std::array<std::uint8_t, iv_size> fixed_iv{
+    0x1f, 0x2e, 0x3d, 0x4c, 0x5b, 0x6a, 0x79, 0x88, 0x97, 0xa6, 0xb5, 0xc4, 0xd3, 0xe2, 0xf1, 0x00};
 
 // The raw derived keys, for forge() (the library keeps its own private).
 struct RawKeys {
@@ -130,7 +130,10 @@ Record read_record(Input& in, std::uint64_t expected_seq) {
     case 0: r.type = static_cast<std::uint8_t>(FrameType::msg); break;
     case 1: r.type = static_cast<std::uint8_t>(FrameType::ack); break;
     case 2: r.type = static_cast<std::uint8_t>(FrameType::error); break;
-    default: r.type = in.byte(); r.proper = r.type >= 1 && r.type <= 3; break;
+    default:
+        r.type = in.byte();
+        r.proper = r.type >= 1 && r.type <= 3;
+        break;
     }
     r.seq = expected_seq;
     switch (ctl >> 2 & 3) {

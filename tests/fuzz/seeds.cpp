@@ -19,7 +19,8 @@ Bytes text(const std::string& s) { return {s.begin(), s.end()}; }
 void record(Bytes& out, std::uint8_t ctl, const Bytes& p) {
     out.push_back(ctl);
     out.push_back(static_cast<std::uint8_t>(p.size()));
-    out.insert(out.end(), p.begin(), p.begin() + static_cast<long>(std::min<std::size_t>(p.size(), 255)));
+    out.insert(out.end(), p.begin(),
+               p.begin() + static_cast<long>(std::min<std::size_t>(p.size(), 255)));
 }
 
 Bytes ack_payload(std::uint64_t seq, const Bytes& msg, const std::string& note) {
@@ -83,7 +84,10 @@ std::vector<Seed> frames_seeds() {
         seal(FrameType::msg, 0, text("hello"), b);
         b.erase(b.end() - 5, b.end());
     });
-    raw("length-73", 0x3f, [](Bytes& b) { b.insert(b.end(), {0, 0, 0, 73}); b.resize(78, 0); });
+    raw("length-73", 0x3f, [](Bytes& b) {
+        b.insert(b.end(), {0, 0, 0, 73});
+        b.resize(78, 0);
+    });
     raw("length-4g", 0x3f, [](Bytes& b) { b.insert(b.end(), {0xff, 0xff, 0xff, 0xff}); });
     raw("ack-and-error", 0x09, [](Bytes& b) {
         seal(FrameType::ack, 0, ack_payload(0, message(0), "recorded"), b);
@@ -156,16 +160,19 @@ std::vector<Seed> client_seeds() {
     const auto shape = [](int window, int total) {
         return static_cast<std::uint8_t>((window - 1) | total << 3);
     };
-    const auto raw = [&](const std::string& name, std::uint8_t mode, std::uint8_t sh, auto&& build) {
+    const auto raw = [&](const std::string& name, std::uint8_t mode, std::uint8_t sh,
+                         auto&& build) {
         Bytes b{mode, sh};
         build(b);
         s.emplace_back("gen-raw-" + name, std::move(b));
     };
     raw("acks-3", 0x3f, shape(4, 3), [](Bytes& b) {
-        for (std::uint64_t i = 0; i < 3; ++i) seal(FrameType::ack, i, ack_payload(i, message(i), "recorded"), b);
+        for (std::uint64_t i = 0; i < 3; ++i)
+            seal(FrameType::ack, i, ack_payload(i, message(i), "recorded"), b);
     });
     raw("acks-window-1-chunk-3", 0x02, shape(1, 3), [](Bytes& b) {
-        for (std::uint64_t i = 0; i < 3; ++i) seal(FrameType::ack, i, ack_payload(i, message(i), ""), b);
+        for (std::uint64_t i = 0; i < 3; ++i)
+            seal(FrameType::ack, i, ack_payload(i, message(i), ""), b);
     });
     raw("not-recorded-then-ack", 0x3f, shape(4, 2), [](Bytes& b) {
         seal(FrameType::error, 0, error_payload(6, 0, "journal unavailable"), b);
@@ -178,16 +185,16 @@ std::vector<Seed> client_seeds() {
     raw("ack-wrong-digest", 0x3f, shape(2, 1), [](Bytes& b) {
         seal(FrameType::ack, 0, ack_payload(0, text("not what was sent"), ""), b);
     });
-    raw("ack-wrong-seq", 0x3f, shape(2, 2), [](Bytes& b) {
-        seal(FrameType::ack, 0, ack_payload(1, message(1), ""), b);
-    });
-    raw("ack-unsent", 0x3f, shape(2, 0), [](Bytes& b) {
-        seal(FrameType::ack, 0, ack_payload(0, message(0), ""), b);
-    });
-    raw("msg-from-server", 0x3f, shape(2, 1), [](Bytes& b) { seal(FrameType::msg, 0, text("?"), b); });
+    raw("ack-wrong-seq", 0x3f, shape(2, 2),
+        [](Bytes& b) { seal(FrameType::ack, 0, ack_payload(1, message(1), ""), b); });
+    raw("ack-unsent", 0x3f, shape(2, 0),
+        [](Bytes& b) { seal(FrameType::ack, 0, ack_payload(0, message(0), ""), b); });
+    raw("msg-from-server", 0x3f, shape(2, 1),
+        [](Bytes& b) { seal(FrameType::msg, 0, text("?"), b); });
 
     // Sealed: kind byte, then a record.
-    const auto sealed = [&](const std::string& name, std::uint8_t mode, std::uint8_t sh, auto&& build) {
+    const auto sealed = [&](const std::string& name, std::uint8_t mode, std::uint8_t sh,
+                            auto&& build) {
         Bytes b{static_cast<std::uint8_t>(0x80 | mode), sh};
         build(b);
         s.emplace_back("gen-sealed-" + name, std::move(b));

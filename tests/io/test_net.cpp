@@ -53,7 +53,8 @@ TEST_CASE("net: endpoints") {
     CHECK_THROWS_AS(net::parse_endpoint("host:0", 1), net::NetError);
     CHECK_THROWS_AS(net::parse_endpoint("host:65536", 1), net::NetError);
     CHECK_THROWS_AS(net::parse_endpoint(":80", 1), net::NetError);
-    CHECK_THROWS_WITH(net::parse_endpoint("host:http", 1), doctest::Contains("invalid port 'http'"));
+    CHECK_THROWS_WITH(net::parse_endpoint("host:http", 1),
+                      doctest::Contains("invalid port 'http'"));
 }
 
 TEST_CASE("net: endpoints written as parse_endpoint reads them; hosts of peer addresses") {

@@ -37,9 +37,16 @@ const std::string haproxy_v4 = sig + "2111000cac130001ac130003a6520050";
 
 // 2001:db8::7 port 4711 -> 2001:db8::1 port 8443.
 const std::string v6_block =
-    "20010db8000000000000000000000007" "20010db8000000000000000000000001" "1267" "20fb";
+    "20010db8000000000000000000000007"
+    "20010db8000000000000000000000001"
+    "1267"
+    "20fb";
 // 192.0.2.7:4711 -> 198.51.100.1:8443.
-const std::string v4_block = "c0000207" "c6336401" "1267" "20fb";
+const std::string v4_block =
+    "c0000207"
+    "c6336401"
+    "1267"
+    "20fb";
 
 struct Parsed {
     Parser::Status status;
@@ -104,20 +111,33 @@ TEST_CASE("proxy header: valid headers") {
         {"IPv6", header("2121", v6_block), proxy::Command::proxy, "[2001:db8::7]:4711",
          "[2001:db8::1]:8443", 0},
         {"IPv4-mapped IPv6 shown as IPv4",
-         header("2121", "00000000000000000000ffffc0000207" "00000000000000000000ffffc6336401"
-                        "1267" "20fb"),
+         header("2121",
+                "00000000000000000000ffffc0000207"
+                "00000000000000000000ffffc6336401"
+                "1267"
+                "20fb"),
          proxy::Command::proxy, "192.0.2.7:4711", "198.51.100.1:8443", 0},
         {"LOCAL, no addresses", header("2000", ""), proxy::Command::local, "", "", 0},
-        {"LOCAL with addresses, skipped", header("2011", v4_block), proxy::Command::local, "", "", 0},
-        {"LOCAL with an undefined family, ignored", header("20ff", "0102"), proxy::Command::local, "",
-         "", 0},
+        {"LOCAL with addresses, skipped", header("2011", v4_block), proxy::Command::local, "", "",
+         0},
+        {"LOCAL with an undefined family, ignored", header("20ff", "0102"), proxy::Command::local,
+         "", "", 0},
         {"IPv4 with ALPN, NOOP (empty) and unique-id TLVs",
-         header("2111", v4_block + "010002" "6832" "040000" "050004" "01020304"),
+         header("2111", v4_block + "010002"
+                                   "6832"
+                                   "040000"
+                                   "050004"
+                                   "01020304"),
          proxy::Command::proxy, "192.0.2.7:4711", "198.51.100.1:8443", 3},
-        {"IPv6 with a CRC32C TLV (not verified)", header("2121", v6_block + "030004" "deadbeef"),
+        {"IPv6 with a CRC32C TLV (not verified)",
+         header("2121", v6_block + "030004"
+                                   "deadbeef"),
          proxy::Command::proxy, "[2001:db8::7]:4711", "[2001:db8::1]:8443", 1},
         {"IPv4, the largest length, one TLV filling it",
-         header("2111", v4_block + "04" "03f1" + std::string(2 * (1024 - 12 - 3), 'a')),
+         header("2111", v4_block +
+                            "04"
+                            "03f1" +
+                            std::string(2 * (1024 - 12 - 3), 'a')),
          proxy::Command::proxy, "192.0.2.7:4711", "198.51.100.1:8443", 1},
     };
     for (const auto& c : cases) {
@@ -142,7 +162,8 @@ TEST_CASE("proxy header: valid headers") {
             auto fed = p.feed(std::span(c.bytes).first(n));
             CHECK(fed.status == Parser::Status::need_more);
             CHECK(fed.used == n);
-            const std::size_t expect = n < proxy::fixed_size ? proxy::fixed_size - n : c.bytes.size() - n;
+            const std::size_t expect =
+                n < proxy::fixed_size ? proxy::fixed_size - n : c.bytes.size() - n;
             CHECK(p.wanted() == expect);
             CHECK(p.wanted() <= c.bytes.size() - n);
             // The rest completes it.
@@ -176,8 +197,8 @@ TEST_CASE("proxy header: broken headers fail at their first wrong byte") {
     };
     std::vector<Case> cases = {
         {"TLS ClientHello instead", test::from_hex("160301020001"), Error::bad_signature, 1},
-        {"PROXY protocol version 1 text", test::bytes_of("PROXY TCP4 192.0.2.7 198.51.100.1 1 2\r\n"),
-         Error::bad_signature, 1},
+        {"PROXY protocol version 1 text",
+         test::bytes_of("PROXY TCP4 192.0.2.7 198.51.100.1 1 2\r\n"), Error::bad_signature, 1},
         {"version 1 nibble", header("1111", v4_block), Error::bad_version, 13},
         {"version 3 nibble", header("3111", v4_block), Error::bad_version, 13},
         {"command 2", header("2211", v4_block), Error::bad_command, 13},
@@ -188,16 +209,26 @@ TEST_CASE("proxy header: broken headers fail at their first wrong byte") {
         {"IPv4 datagram", header("2112", v4_block), Error::unsupported_address, 14},
         {"unspecified family", header("2100", ""), Error::unsupported_address, 14},
         {"unspecified transport", header("2110", v4_block), Error::unsupported_address, 14},
-        {"length 1025", header("2111", v4_block + "04" "03f2" + std::string(2 * 1010, '0')),
+        {"length 1025",
+         header("2111", v4_block +
+                            "04"
+                            "03f2" +
+                            std::string(2 * 1010, '0')),
          Error::too_long, 16},
         {"length 65535", test::from_hex(sig + "2111ffff"), Error::too_long, 16},
         {"LOCAL, length 65535", test::from_hex(sig + "2000ffff"), Error::too_long, 16},
         {"IPv4, length 11", header("2111", v4_block.substr(0, 22)), Error::short_addresses, 16},
         {"IPv6, length 35", header("2121", v6_block.substr(0, 70)), Error::short_addresses, 16},
         {"IPv6, length 12 (IPv4's)", header("2121", v4_block), Error::short_addresses, 16},
-        {"TLV value past the end", header("2111", v4_block + "010005" "68"), Error::bad_tlv, 31},
+        {"TLV value past the end",
+         header("2111", v4_block + "010005"
+                                   "68"),
+         Error::bad_tlv, 31},
         {"TLV head cut by the end", header("2111", v4_block + "0100"), Error::bad_tlv, 30},
-        {"second TLV past the end", header("2111", v4_block + "040000" "010002"), Error::bad_tlv, 34},
+        {"second TLV past the end",
+         header("2111", v4_block + "040000"
+                                   "010002"),
+         Error::bad_tlv, 34},
     };
     // A wrong byte anywhere in the signature.
     for (std::size_t i = 0; i < proxy::signature.size(); ++i) {
@@ -247,15 +278,17 @@ TEST_CASE("cidr: parsing") {
         CAPTURE(c.text);
         CHECK(net::Cidr::parse(c.text).text() == c.canonical);
     }
-    for (const char* bad : {"", "/8", "192.0.2.0/", "192.0.2.0/33", "2001:db8::/129", "192.0.2.0/-1",
-                            "192.0.2.0/8x", "192.0.2", "host.example/32", "192.0.2.0/24/1",
-                            "[::1]/128", "::1%lo/128"}) {
+    for (const char* bad :
+         {"", "/8", "192.0.2.0/", "192.0.2.0/33", "2001:db8::/129", "192.0.2.0/-1", "192.0.2.0/8x",
+          "192.0.2", "host.example/32", "192.0.2.0/24/1", "[::1]/128", "::1%lo/128"}) {
         CAPTURE(bad);
         CHECK_THROWS_AS(net::Cidr::parse(bad), net::NetError);
     }
-    CHECK_THROWS_WITH(net::Cidr::parse("10.0.0.1/8"),
-                      doctest::Contains("address bits set past the prefix (the block is 10.0.0.0/8)"));
-    CHECK_THROWS_WITH(net::Cidr::parse("2001:db8::1/64"), doctest::Contains("the block is 2001:db8::/64"));
+    CHECK_THROWS_WITH(
+        net::Cidr::parse("10.0.0.1/8"),
+        doctest::Contains("address bits set past the prefix (the block is 10.0.0.0/8)"));
+    CHECK_THROWS_WITH(net::Cidr::parse("2001:db8::1/64"),
+                      doctest::Contains("the block is 2001:db8::/64"));
     CHECK_THROWS_WITH(net::Cidr::parse("192.0.2.0/40"), doctest::Contains("must be 0 to 32"));
 }
 

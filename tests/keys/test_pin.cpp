@@ -104,7 +104,9 @@ TEST_CASE("parse_pin accepts exactly sha256: and 32 bytes of base64") {
     CHECK_FALSE(secmsg::parse_pin("sha256:Ot7MzeLng9hT7P7ZYjYJ3KBRvo_SQtI93IoRChdNGwg="));
     // libsodium's decoder takes some bytes outside the alphabet (found by
     // fuzz-config): only the canonical text is a pin.
-    CHECK_FALSE(secmsg::parse_pin("sha256:Zv2qG\xf8" "dWY717m38ZOEFJmJKWP7zHiQS5T8au84asOzE="));
+    CHECK_FALSE(
+        secmsg::parse_pin("sha256:Zv2qG\xf8"
+                          "dWY717m38ZOEFJmJKWP7zHiQS5T8au84asOzE="));
     // Non-canonical padding bits (the last character's low bits set).
     CHECK_FALSE(secmsg::parse_pin("sha256:Ot7MzeLng9hT7P7ZYjYJ3KBRvo/SQtI93IoRChdNGwh="));
 }

@@ -93,7 +93,8 @@ TEST_CASE("a PSK file with several keys loads them in file order; the sender's i
     TempDir d;
     for (bool last_newline : {true, false}) {
         CAPTURE(last_newline);
-        const auto p = write_file(d.path / "psk", lines_of({key_line(7), valid, key_line(9)}, last_newline));
+        const auto p =
+            write_file(d.path / "psk", lines_of({key_line(7), valid, key_line(9)}, last_newline));
         const auto keys = load_psk_file(p);
         REQUIRE(keys.size() == 3);
         CHECK(keys[0].data()[0] == 7);
@@ -123,10 +124,14 @@ TEST_CASE("multi-key PSK files: each error names the file and the line") {
         {lines_of({"# old key", valid}), " line 1: comments are not allowed"},
         {lines_of({valid, key_line(1) + "\r"}), " line 2 ends with a carriage return"},
         {lines_of({valid, key_line(1), key_line(2).substr(0, 43)}),
-         " line 3: not a secmsg key: expected the base64 of exactly 32 bytes (44 characters), found 43"},
-        {lines_of({valid, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh*="}), " line 2: not a secmsg key: invalid base64"},
-        {lines_of({key_line(3), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9="}), " line 2: not a secmsg key: "},  // stray bits
-        {lines_of({valid, key_line(1), valid}), " line 3 holds the same key as line 1: each key may appear once"},
+         " line 3: not a secmsg key: expected the base64 of exactly 32 bytes (44 characters), "
+         "found 43"},
+        {lines_of({valid, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh*="}),
+         " line 2: not a secmsg key: invalid base64"},
+        {lines_of({key_line(3), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9="}),
+         " line 2: not a secmsg key: "},  // stray bits
+        {lines_of({valid, key_line(1), valid}),
+         " line 3 holds the same key as line 1: each key may appear once"},
         {nine, " has 9 lines: it may hold at most 8 keys, one per line"},
         {nine + "not even a key", " has 10 lines: it may hold at most 8 keys"},
     };
@@ -165,16 +170,16 @@ TEST_CASE("every PSK file error is named clearly") {
     const std::string bad_texts[] = {
         "",
         "\n",
-        valid.substr(0, 43),                                   // short
-        valid + "A",                                           // long
-        valid + "\n\n",                                        // two newlines
-        valid + " ",                                           // trailing space
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",         // padding missing
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh*=",        // bad character
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=",        // non-canonical last bits
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8AAAA=",    // 35 bytes
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd",             // 30 bytes
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd-_8=",        // URL-safe alphabet
+        valid.substr(0, 43),                                 // short
+        valid + "A",                                         // long
+        valid + "\n\n",                                      // two newlines
+        valid + " ",                                         // trailing space
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",       // padding missing
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh*=",      // bad character
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=",      // non-canonical last bits
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8AAAA=",  // 35 bytes
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd",          // 30 bytes
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd-_8=",      // URL-safe alphabet
     };
     int i = 0;
     for (const auto& t : bad_texts) {
@@ -200,8 +205,7 @@ bool returns_promptly(const std::string& fifo, const std::function<void()>& load
     std::thread t([&] {
         try {
             load();
-        } catch (...) {
-        }
+        } catch (...) {}
         done.set_value();
     });
     const bool prompt = finished.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
@@ -210,7 +214,8 @@ bool returns_promptly(const std::string& fifo, const std::function<void()>& load
     return prompt;
 }
 
-KeyFileError::Kind read_error(const std::string& path, CredentialKind kind, std::string* what = nullptr) {
+KeyFileError::Kind read_error(const std::string& path, CredentialKind kind,
+                              std::string* what = nullptr) {
     try {
         read_credential_file(path, kind);
     } catch (const KeyFileError& e) {
@@ -235,11 +240,11 @@ bool set_acl(const std::string& path, std::uint32_t named_uid, std::uint16_t per
         std::uint32_t version = 2;
         Entry e[5];
     } acl;
-    acl.e[0] = {0x01, 4, 0xffffffff};  // user_obj
-    acl.e[1] = {0x02, perm, named_uid};  // user
-    acl.e[2] = {0x04, 0, 0xffffffff};  // group_obj
+    acl.e[0] = {0x01, 4, 0xffffffff};     // user_obj
+    acl.e[1] = {0x02, perm, named_uid};   // user
+    acl.e[2] = {0x04, 0, 0xffffffff};     // group_obj
     acl.e[3] = {0x10, perm, 0xffffffff};  // mask
-    acl.e[4] = {0x20, 0, 0xffffffff};  // other
+    acl.e[4] = {0x20, 0, 0xffffffff};     // other
     return ::setxattr(path.c_str(), "system.posix_acl_access", &acl, sizeof acl, 0) == 0;
 }
 
@@ -253,8 +258,11 @@ TEST_CASE("credential files: a FIFO is refused at once, never waited on") {
     std::string what;
     for (auto kind : all_kinds) {
         CAPTURE(credential_label(kind));
-        CHECK(returns_promptly(fifo, [&] { CHECK(read_error(fifo, kind, &what) == KeyFileError::Kind::not_regular); }));
-        CHECK(what == std::string(credential_label(kind)) + " " + fifo + " is a FIFO, not a regular file");
+        CHECK(returns_promptly(fifo, [&] {
+            CHECK(read_error(fifo, kind, &what) == KeyFileError::Kind::not_regular);
+        }));
+        CHECK(what ==
+              std::string(credential_label(kind)) + " " + fifo + " is a FIFO, not a regular file");
     }
     // A link to a FIFO is the FIFO.
     const auto link = (d.path / "link").string();
@@ -277,12 +285,14 @@ TEST_CASE("credential files: links are followed and their target checked; direct
     CHECK(read_error(dangling, CredentialKind::certificate) == KeyFileError::Kind::missing);
 
     std::string what;
-    CHECK(read_error(d.path.string(), CredentialKind::private_key, &what) == KeyFileError::Kind::not_regular);
+    CHECK(read_error(d.path.string(), CredentialKind::private_key, &what) ==
+          KeyFileError::Kind::not_regular);
     CHECK(what.find("is a directory") != std::string::npos);
     const auto big = write_file(d.path / "big", std::string((1 << 20) + 1, 'x'), 0644);
     CHECK(read_error(big, CredentialKind::certificate, &what) == KeyFileError::Kind::too_large);
     CHECK(what.find(big) != std::string::npos);
-    CHECK(read_credential_file(write_file(d.path / "small", "x", 0644), CredentialKind::certificate, 1)
+    CHECK(read_credential_file(write_file(d.path / "small", "x", 0644), CredentialKind::certificate,
+                               1)
               .bytes.size() == 1);
 }
 
@@ -291,19 +301,25 @@ TEST_CASE("credential files: private keys and PSKs are private, certificates may
     std::string what;
     const auto key = write_file(d.path / "tls.key", "key", 0644);
     CHECK(read_error(key, CredentialKind::private_key, &what) == KeyFileError::Kind::permissions);
-    CHECK(what == "private key file " + key + " has mode 0644, readable or writable by others; it must be "
-                  "0600 or stricter (chmod 600 " + key + ")");
+    CHECK(what == "private key file " + key +
+                      " has mode 0644, readable or writable by others; it must be "
+                      "0600 or stricter (chmod 600 " +
+                      key + ")");
     for (mode_t m : {0640, 0604, 0660, 0620}) {
         CAPTURE(m);
         const auto suffix = std::to_string(m);
-        CHECK(read_error(write_file(d.path / ("k" + suffix), "key", m), CredentialKind::private_key) ==
+        CHECK(read_error(write_file(d.path / ("k" + suffix), "key", m),
+                         CredentialKind::private_key) == KeyFileError::Kind::permissions);
+        CHECK(load_error(write_file(d.path / ("p" + suffix), valid, m)) ==
               KeyFileError::Kind::permissions);
-        CHECK(load_error(write_file(d.path / ("p" + suffix), valid, m)) == KeyFileError::Kind::permissions);
     }
-    CHECK_NOTHROW(read_credential_file(write_file(d.path / "k4", "key", 0400), CredentialKind::private_key));
+    CHECK_NOTHROW(
+        read_credential_file(write_file(d.path / "k4", "key", 0400), CredentialKind::private_key));
 
-    CHECK_NOTHROW(read_credential_file(write_file(d.path / "c", "cert", 0644), CredentialKind::certificate));
-    CHECK_NOTHROW(read_credential_file(write_file(d.path / "c4", "cert", 0444), CredentialKind::certificate));
+    CHECK_NOTHROW(
+        read_credential_file(write_file(d.path / "c", "cert", 0644), CredentialKind::certificate));
+    CHECK_NOTHROW(
+        read_credential_file(write_file(d.path / "c4", "cert", 0444), CredentialKind::certificate));
     for (mode_t m : {0664, 0646, 0666}) {
         CAPTURE(m);
         const auto c = write_file(d.path / ("c" + std::to_string(m)), "cert", m);
@@ -312,7 +328,8 @@ TEST_CASE("credential files: private keys and PSKs are private, certificates may
     }
 }
 
-TEST_CASE("credential files: an ACL entry for this process's user is fine, for anyone else it is not") {
+TEST_CASE(
+    "credential files: an ACL entry for this process's user is fine, for anyone else it is not") {
     TempDir d;
     // What systemd's LoadCredential= makes for a service user: owned by
     // root, 0400, plus user:SERVICE:r--, which stat shows as 0440.
@@ -321,7 +338,7 @@ TEST_CASE("credential files: an ACL entry for this process's user is fine, for a
         MESSAGE("no POSIX ACLs here (" << std::strerror(errno) << "): skipped");
         return;
     }
-    struct stat st{};
+    struct stat st {};
     REQUIRE(::stat(psk.c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0440);
     CHECK(load_sender_psk(psk).size() == psk_size);
@@ -381,11 +398,12 @@ TEST_CASE("generated PSK files: mode 0600, loadable, distinct, never overwritten
     const auto a = (d.path / "a").string(), b = (d.path / "b").string();
     generate_psk_file(a);
     generate_psk_file(b);
-    struct stat st{};
+    struct stat st {};
     REQUIRE(::stat(a.c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0600);
     auto ka = load_sender_psk(a), kb = load_sender_psk(b);
-    CHECK(std::vector<std::uint8_t>(ka.data(), ka.data() + 32) != std::vector<std::uint8_t>(kb.data(), kb.data() + 32));
+    CHECK(std::vector<std::uint8_t>(ka.data(), ka.data() + 32) !=
+          std::vector<std::uint8_t>(kb.data(), kb.data() + 32));
 
     CHECK_THROWS_AS(generate_psk_file(a), KeyFileError);
     auto again = load_sender_psk(a);
@@ -396,7 +414,8 @@ TEST_CASE("generated PSK files: mode 0600, loadable, distinct, never overwritten
     CHECK_FALSE(std::equal(ka.data(), ka.data() + 32, replaced.data()));
 
     int leftovers = 0;
-    for (const auto& e : fs::directory_iterator(d.path)) leftovers += e.path().filename().string().find(".tmp") != std::string::npos;
+    for (const auto& e : fs::directory_iterator(d.path))
+        leftovers += e.path().filename().string().find(".tmp") != std::string::npos;
     CHECK(leftovers == 0);
 
     CHECK_THROWS_AS(generate_psk_file((d.path / "no" / "such" / "dir").string()), KeyFileError);

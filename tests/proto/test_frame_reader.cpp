@@ -21,7 +21,9 @@ std::vector<std::uint8_t> stream_of(int n, std::vector<std::vector<std::uint8_t>
     for (int i = 0; i < n; ++i) {
         std::vector<std::uint8_t> f;
         seal_frame(keys, FrameType::msg, static_cast<std::uint64_t>(i),
-                   std::vector<std::uint8_t>(static_cast<std::size_t>(i * 13 % 300), static_cast<std::uint8_t>(i)), f);
+                   std::vector<std::uint8_t>(static_cast<std::size_t>(i * 13 % 300),
+                                             static_cast<std::uint8_t>(i)),
+                   f);
         frames.push_back(f);
         all.insert(all.end(), f.begin(), f.end());
     }
@@ -102,7 +104,8 @@ TEST_CASE("retain keeps the unread rest when the caller stops early") {
     for (int i = 1; i < 5; ++i) {
         auto n = r.next();
         REQUIRE(n.kind == FrameReader::Next::Kind::frame);
-        CHECK(std::vector<std::uint8_t>(n.frame.begin(), n.frame.end()) == frames[static_cast<std::size_t>(i)]);
+        CHECK(std::vector<std::uint8_t>(n.frame.begin(), n.frame.end()) ==
+              frames[static_cast<std::size_t>(i)]);
     }
     CHECK(r.next().kind == FrameReader::Next::Kind::need_more);
     CHECK_FALSE(r.has_buffered());
@@ -119,7 +122,7 @@ TEST_CASE("every bad length class is rejected from the four length bytes alone")
         {73, 65536, ProtoError::malformed},      // below the minimum
         {74 + 1, 65536, ProtoError::malformed},  // not 58 + 16k
         {74 + 15, 65536, ProtoError::malformed},
-        {58, 65536, ProtoError::malformed},      // 58 + 16 * 0: k must be >= 1
+        {58, 65536, ProtoError::malformed},  // 58 + 16 * 0: k must be >= 1
         {0xFFFFFFFFu, 65536, ProtoError::malformed},
         {58 + 16 * 0x0FFFFFF0u, 65536, ProtoError::too_large},  // about 4 GiB
         {static_cast<std::uint32_t>(max_length_for(65536) + 16), 65536, ProtoError::too_large},
@@ -199,7 +202,8 @@ TEST_CASE("a maximum length prefix and one byte cost a few hundred bytes, not th
     }
 }
 
-TEST_CASE("a large frame dribbled one byte at a time: memory follows the bytes, the frame is whole") {
+TEST_CASE(
+    "a large frame dribbled one byte at a time: memory follows the bytes, the frame is whole") {
     const auto f = frame_of_size(default_max_payload);
     FrameReader r;
     std::size_t reallocations = 0, last_cap = 0;

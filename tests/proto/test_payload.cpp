@@ -34,7 +34,8 @@ TEST_CASE("ACK payload: layout, parse, and the match check") {
 TEST_CASE("ERROR payload: layout and parse") {
     std::vector<std::uint8_t> p;
     build_error(6, no_seq, "journal unavailable", p);
-    CHECK(test::from_hex("0006ffffffffffffffff") == std::vector<std::uint8_t>(p.begin(), p.begin() + 10));
+    CHECK(test::from_hex("0006ffffffffffffffff") ==
+          std::vector<std::uint8_t>(p.begin(), p.begin() + 10));
     auto e = parse_error(p);
     REQUIRE(e);
     CHECK(e->code == 6);

@@ -98,7 +98,8 @@ TEST_CASE("key derivation and sealed frames agree with python3-cryptography") {
             const auto r = open_frame(keys, role, f.seq, max_max_payload, f.sealed, scratch);
             REQUIRE(r.error == ProtoError::ok);
             CHECK(r.seq == f.seq);
-            CHECK(std::equal(r.plaintext.begin(), r.plaintext.end(), f.plaintext.begin(), f.plaintext.end()));
+            CHECK(std::equal(r.plaintext.begin(), r.plaintext.end(), f.plaintext.begin(),
+                             f.plaintext.end()));
         }
     }
 }
@@ -143,7 +144,8 @@ TEST_CASE("fresh IVs: sealing the same message twice gives different frames") {
 TEST_CASE("every single-bit flip anywhere in a frame fails authentication") {
     auto keys = test_keys();
     std::vector<std::uint8_t> frame, scratch;
-    seal_frame(*keys, FrameType::msg, 0, test::bytes_of("a message of a few blocks, 41 bytes long"), frame);
+    seal_frame(*keys, FrameType::msg, 0, test::bytes_of("a message of a few blocks, 41 bytes long"),
+               frame);
     int auth = 0, malformed = 0;
     for (std::size_t bit = 0; bit < frame.size() * 8; ++bit) {
         auto f = frame;
@@ -166,7 +168,8 @@ TEST_CASE("a frame under another key fails authentication") {
     std::vector<std::uint8_t> other_psk(32, 0x43), frame, scratch;
     FrameKeys other(other_psk);
     seal_frame(other, FrameType::msg, 0, test::bytes_of("hi"), frame);
-    CHECK(open_frame(*keys, Role::server, 0, default_max_payload, frame, scratch).error == ProtoError::auth);
+    CHECK(open_frame(*keys, Role::server, 0, default_max_payload, frame, scratch).error ==
+          ProtoError::auth);
 }
 
 // Recomputes the tag of a frame with wolfCrypt's own HMAC (not the code under
@@ -195,19 +198,25 @@ TEST_CASE("version, type for the direction and sequence are checked after the ta
         std::vector<std::uint8_t> f;
         seal_frame(*keys, FrameType::msg, 0, msg, f);
         f[4] = 2;
-        CHECK(open_frame(*keys, Role::server, 0, default_max_payload, f, scratch).error == ProtoError::auth);
+        CHECK(open_frame(*keys, Role::server, 0, default_max_payload, f, scratch).error ==
+              ProtoError::auth);
         retag(f, fixed_psk);
-        CHECK(open_frame(*keys, Role::server, 0, default_max_payload, f, scratch).error == ProtoError::version);
+        CHECK(open_frame(*keys, Role::server, 0, default_max_payload, f, scratch).error ==
+              ProtoError::version);
     }
     SUBCASE("a server receiving an ACK, a client receiving a MSG, an unknown type") {
         std::vector<std::uint8_t> ack, m, unknown;
         seal_frame(*keys, FrameType::ack, 0, msg, ack);
         seal_frame(*keys, FrameType::msg, 0, msg, m);
         seal_frame(*keys, static_cast<FrameType>(9), 0, msg, unknown);
-        CHECK(open_frame(*keys, Role::server, 0, default_max_payload, ack, scratch).error == ProtoError::version);
-        CHECK(open_frame(*keys, Role::client, 0, default_max_payload, m, scratch).error == ProtoError::version);
-        CHECK(open_frame(*keys, Role::client, 0, default_max_payload, unknown, scratch).error == ProtoError::version);
-        CHECK(open_frame(*keys, Role::server, 0, default_max_payload, unknown, scratch).error == ProtoError::version);
+        CHECK(open_frame(*keys, Role::server, 0, default_max_payload, ack, scratch).error ==
+              ProtoError::version);
+        CHECK(open_frame(*keys, Role::client, 0, default_max_payload, m, scratch).error ==
+              ProtoError::version);
+        CHECK(open_frame(*keys, Role::client, 0, default_max_payload, unknown, scratch).error ==
+              ProtoError::version);
+        CHECK(open_frame(*keys, Role::server, 0, default_max_payload, unknown, scratch).error ==
+              ProtoError::version);
     }
     SUBCASE("replayed and skipped sequence numbers") {
         Channel server(keys, Role::server);
@@ -243,7 +252,7 @@ TEST_CASE("bad padding under a valid tag is malformed") {
     block = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 5, 5, 5};
     CHECK(one_block(block) == ProtoError::malformed);  // 5 claimed, 4 present
     block = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 5, 5, 5, 5};
-    CHECK(one_block(block) == ProtoError::ok);         // the control: valid padding
+    CHECK(one_block(block) == ProtoError::ok);  // the control: valid padding
 }
 
 TEST_CASE("a plaintext above the receiver's maximum is too large") {

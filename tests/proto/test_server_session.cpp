@@ -48,7 +48,8 @@ std::vector<Answer> answers(std::shared_ptr<const secmsg::FrameKeys> keys,
     std::vector<std::uint8_t> scratch;
     std::vector<Answer> got;
     reader.feed(out);
-    for (auto n = reader.next(); n.kind == secmsg::FrameReader::Next::Kind::frame; n = reader.next()) {
+    for (auto n = reader.next(); n.kind == secmsg::FrameReader::Next::Kind::frame;
+         n = reader.next()) {
         const auto o = client.open(n.frame, scratch);
         REQUIRE(o.error == ProtoError::ok);
         if (o.type == secmsg::FrameType::ack) {
@@ -240,7 +241,7 @@ TEST_CASE("backpressure: the caller stops after a message, retains, and goes on 
     auto n = s.next(out);
     REQUIRE(n.kind == Kind::message);
     CHECK(text(n.message) == "one");
-    s.retain();                     // e.g. the recorder has no room
+    s.retain();                                  // e.g. the recorder has no room
     std::fill(buffer.begin(), buffer.end(), 0);  // the caller reuses its buffer
     CHECK(s.has_buffered());
     s.feed({});

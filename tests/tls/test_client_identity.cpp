@@ -155,7 +155,8 @@ TEST_CASE("client identity: verdicts") {
         CHECK(v.why.find(certs().pin("foreign")) != std::string::npos);
     }
     SUBCASE("names, with a CA: DNS and email domains ignore case, URIs do not") {
-        CHECK(judge(policy(true, {"CLIENT1.example.com"}), "client1").identity == "CLIENT1.example.com");
+        CHECK(judge(policy(true, {"CLIENT1.example.com"}), "client1").identity ==
+              "CLIENT1.example.com");
         CHECK(judge(policy(true, {"ops@example.com"}), "client1").accepted);
         CHECK_FALSE(judge(policy(true, {"OPS@example.com"}), "client1").accepted);
         CHECK(judge(policy(true, {"spiffe://example.org/c1"}), "client1").accepted);
@@ -165,13 +166,15 @@ TEST_CASE("client identity: verdicts") {
         CHECK_FALSE(judge(policy(true, {"client2.example.com"}), "client1").accepted);
         CHECK(judge(policy(true, {"client2.example.com"}), "client2").accepted);
         // the CA still decides first
-        CHECK_FALSE(judge(policy(true, {"client1.example.com"}), "foreign", ChainCheck::not_verified)
-                        .accepted);
+        CHECK_FALSE(
+            judge(policy(true, {"client1.example.com"}), "foreign", ChainCheck::not_verified)
+                .accepted);
     }
     SUBCASE("pins, with or without a CA; a matched name is preferred as the identity") {
         const std::string pin = certs().pin("selfsigned");
-        auto v = judge(policy(false, {"sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", pin.c_str()}),
-                       "selfsigned", ChainCheck::not_verified);
+        auto v = judge(
+            policy(false, {"sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", pin.c_str()}),
+            "selfsigned", ChainCheck::not_verified);
         CHECK(v.accepted);
         CHECK(v.identity == pin);
         const std::string pin1 = certs().pin("client1");
@@ -180,8 +183,9 @@ TEST_CASE("client identity: verdicts") {
         CHECK(v.identity == "client1.example.com");
         v = judge(policy(false, {pin1.c_str()}), "selfsigned", ChainCheck::not_verified);
         CHECK_FALSE(v.accepted);
-        CHECK(v.why == "client key " + pin + " (names client1.example.com, spiffe://example.org/c1, "
-                                             "ops@Example.COM) matches no allowed client");
+        CHECK(v.why == "client key " + pin +
+                           " (names client1.example.com, spiffe://example.org/c1, "
+                           "ops@Example.COM) matches no allowed client");
     }
     SUBCASE("without a CA a name is never consulted (a self-signed certificate claims any)") {
         ClientPolicy p;
@@ -240,7 +244,8 @@ Outcome connect(const tls::ServerOptions& so, const std::string& stem) {
         const std::uint8_t one = 1;
         c.write({&one, 1});
         const auto r = c.read(b);
-        if (r.status == Io::failed && c.fault() == tls::Fault::refused) out.alert = c.refusal_alert();
+        if (r.status == Io::failed && c.fault() == tls::Fault::refused)
+            out.alert = c.refusal_alert();
     }
     return out;
 }
@@ -254,7 +259,8 @@ TEST_CASE("client identity: a server context judges real client certificates ove
         CHECK(o.identity.empty());
         CHECK(o.pin.empty());
     }
-    SUBCASE("a CA: its client is accepted and named; another CA's, a self-signed one, none: refused") {
+    SUBCASE(
+        "a CA: its client is accepted and named; another CA's, a self-signed one, none: refused") {
         auto o = connect(server("ca", {}), "client1");
         CHECK(o.accepted);
         CHECK(o.identity == "client1.example.com");
@@ -269,7 +275,8 @@ TEST_CASE("client identity: a server context judges real client certificates ove
         }
         o = connect(server("ca", {}), "");
         CHECK_FALSE(o.accepted);
-        CHECK(o.server_error == "the client presented no certificate (the client policy requires one)");
+        CHECK(o.server_error ==
+              "the client presented no certificate (the client policy requires one)");
         CHECK(o.alert == "certificate_required");
     }
     SUBCASE("a CA and names: only the named client") {
@@ -302,18 +309,20 @@ TEST_CASE("client identity: configurations that cannot work are one clear line")
                          doctest::Contains("allowed client sha256:xyz: not a pin"), tls::TlsError);
     auto o = server("", {});
     o.client_ca_file = certs().path("missing.crt");
-    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("missing.crt"), tls::TlsError);
-    o.client_ca_file = certs().path("ca.key");
-    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("no usable PEM CA certificate"),
+    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("missing.crt"),
                          tls::TlsError);
+    o.client_ca_file = certs().path("ca.key");
+    CHECK_THROWS_WITH_AS(tls::make_server_context(o),
+                         doctest::Contains("no usable PEM CA certificate"), tls::TlsError);
     tls::ClientOptions c;
     c.insecure = true;
     c.cert_file = certs().path("client1.crt");
-    CHECK_THROWS_WITH_AS(tls::make_client_context(c), doctest::Contains("a client certificate and its private key go together"),
+    CHECK_THROWS_WITH_AS(tls::make_client_context(c),
+                         doctest::Contains("a client certificate and its private key go together"),
                          tls::TlsError);
     c.key_file = certs().path("client2.key");
-    CHECK_THROWS_WITH_AS(tls::make_client_context(c), doctest::Contains("does not belong to certificate"),
-                         tls::TlsError);
+    CHECK_THROWS_WITH_AS(tls::make_client_context(c),
+                         doctest::Contains("does not belong to certificate"), tls::TlsError);
 }
 
 // The library says which setting is at fault and names no program's flag:

@@ -34,8 +34,7 @@ using secmsg::KeyType;
 
 // Frees the calling thread's share of wolfCrypt's ECC point cache, where
 // the build has one (FP_ECC): each server thread below ends with it.
-void free_thread_ecc_cache()
-{
+void free_thread_ecc_cache() {
 #ifdef FP_ECC
     wc_ecc_fp_free();
 #endif
@@ -43,14 +42,12 @@ void free_thread_ecc_cache()
 
 // A fresh directory, removed with its contents at the end of the test.
 struct TempDir {
-    TempDir()
-    {
+    TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "secmsg-cred-XXXXXX").string();
         REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
         path = tmpl;
     }
-    ~TempDir()
-    {
+    ~TempDir() {
         std::error_code ec;
         fs::remove_all(path, ec);
     }
@@ -58,15 +55,13 @@ struct TempDir {
     std::string path;
 };
 
-unsigned mode_of(const std::string& path)
-{
-    struct stat st{};
+unsigned mode_of(const std::string& path) {
+    struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
     return st.st_mode & 07777;
 }
 
-std::string slurp(const std::string& path)
-{
+std::string slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     REQUIRE(in.good());
     std::ostringstream s;
@@ -75,8 +70,7 @@ std::string slurp(const std::string& path)
 }
 
 // Runs a command and returns its standard output; fails the test on a non-zero status.
-std::string run(const std::string& command)
-{
+std::string run(const std::string& command) {
     FILE* p = ::popen(command.c_str(), "r");
     REQUIRE(p != nullptr);
     std::string out;
@@ -91,8 +85,7 @@ std::string run(const std::string& command)
 
 // A listening TCP socket on 127.0.0.1, any port.
 struct Listener {
-    Listener()
-    {
+    Listener() {
         fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         REQUIRE(fd >= 0);
         sockaddr_in a{};
@@ -109,8 +102,7 @@ struct Listener {
     unsigned short port = 0;
 };
 
-int connect_loopback(unsigned short port)
-{
+int connect_loopback(unsigned short port) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(fd >= 0);
     sockaddr_in a{};
@@ -125,8 +117,7 @@ int connect_loopback(unsigned short port)
 // context built from the generated files; the client is a plain wolfSSL
 // client that trusts only the generated certificate and checks `name`.
 // Returns whether the client accepted the server.
-bool client_accepts(const secmsg::CredentialsReport& r, const std::string& name)
-{
+bool client_accepts(const secmsg::CredentialsReport& r, const std::string& name) {
     secmsg::tls::ServerOptions so;
     so.cert_file = r.cert_file;
     so.key_file = r.key_file;
@@ -146,7 +137,8 @@ bool client_accepts(const secmsg::CredentialsReport& r, const std::string& name)
 
     WOLFSSL_CTX* cctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
     REQUIRE(cctx != nullptr);
-    REQUIRE(wolfSSL_CTX_load_verify_locations(cctx, r.cert_file.c_str(), nullptr) == WOLFSSL_SUCCESS);
+    REQUIRE(wolfSSL_CTX_load_verify_locations(cctx, r.cert_file.c_str(), nullptr) ==
+            WOLFSSL_SUCCESS);
     wolfSSL_CTX_set_verify(cctx, WOLFSSL_VERIFY_PEER, nullptr);
     int fd = connect_loopback(listener.port);
     WOLFSSL* ssl = wolfSSL_new(cctx);
@@ -163,8 +155,7 @@ bool client_accepts(const secmsg::CredentialsReport& r, const std::string& name)
 
 // The same, with the project's own client context and session (lib/tls) as
 // the verifier: what `secmsg --ca-file DIR/tls.crt --server-name NAME` does.
-bool project_client_accepts(const secmsg::CredentialsReport& r, const std::string& name)
-{
+bool project_client_accepts(const secmsg::CredentialsReport& r, const std::string& name) {
     secmsg::tls::ServerOptions so;
     so.cert_file = r.cert_file;
     so.key_file = r.key_file;
@@ -203,8 +194,7 @@ bool project_client_accepts(const secmsg::CredentialsReport& r, const std::strin
 
 }  // namespace
 
-TEST_CASE("credentials: created where missing, with private modes, and reported")
-{
+TEST_CASE("credentials: created where missing, with private modes, and reported") {
     for (KeyType type : {KeyType::ecdsa_p256, KeyType::ed25519}) {
         CAPTURE(static_cast<int>(type));
         TempDir t;
@@ -231,13 +221,14 @@ TEST_CASE("credentials: created where missing, with private modes, and reported"
     }
 }
 
-TEST_CASE("credentials: idempotent, and never overwrite")
-{
+TEST_CASE("credentials: idempotent, and never overwrite") {
     TempDir t;
     auto first = secmsg::init_credentials(t.path);
-    const std::string key = slurp(first.key_file), cert = slurp(first.cert_file), psk = slurp(first.psk_file);
+    const std::string key = slurp(first.key_file), cert = slurp(first.cert_file),
+                      psk = slurp(first.psk_file);
 
-    auto second = secmsg::init_credentials(t.path, KeyType::ed25519);  // the type only matters for new keys
+    auto second =
+        secmsg::init_credentials(t.path, KeyType::ed25519);  // the type only matters for new keys
     CHECK(second.created.empty());
     CHECK(second.pin == first.pin);
     CHECK(slurp(first.key_file) == key);
@@ -245,8 +236,7 @@ TEST_CASE("credentials: idempotent, and never overwrite")
     CHECK(slurp(first.psk_file) == psk);
     CHECK(secmsg::format_report(second).find("nothing created") != std::string::npos);
 
-    SUBCASE("a missing PSK alone is created, nothing else touched")
-    {
+    SUBCASE("a missing PSK alone is created, nothing else touched") {
         fs::remove(first.psk_file);
         auto r = secmsg::init_credentials(t.path);
         CHECK(r.created == std::vector<std::string>{first.psk_file});
@@ -254,8 +244,7 @@ TEST_CASE("credentials: idempotent, and never overwrite")
         CHECK(slurp(first.cert_file) == cert);
         CHECK(slurp(first.psk_file) != psk);
     }
-    SUBCASE("a key without certificate gets a certificate for that same key")
-    {
+    SUBCASE("a key without certificate gets a certificate for that same key") {
         fs::remove(first.cert_file);
         auto r = secmsg::init_credentials(t.path, KeyType::ed25519);
         CHECK(r.created == std::vector<std::string>{first.cert_file});
@@ -263,18 +252,16 @@ TEST_CASE("credentials: idempotent, and never overwrite")
         CHECK(r.pin == first.pin);  // same key, so same SubjectPublicKeyInfo
         CHECK(slurp(first.cert_file) != cert);
     }
-    SUBCASE("a certificate without its key is an error, and nothing is written")
-    {
+    SUBCASE("a certificate without its key is an error, and nothing is written") {
         fs::remove(first.key_file);
-        CHECK_THROWS_WITH_AS(secmsg::init_credentials(t.path), doctest::Contains("exists without its key"),
-                             std::runtime_error);
+        CHECK_THROWS_WITH_AS(secmsg::init_credentials(t.path),
+                             doctest::Contains("exists without its key"), std::runtime_error);
         CHECK_FALSE(fs::exists(first.key_file));
         CHECK(slurp(first.cert_file) == cert);
     }
 }
 
-TEST_CASE("credentials: files an administrator provided are kept as they are")
-{
+TEST_CASE("credentials: files an administrator provided are kept as they are") {
     TempDir t;
     secmsg::generate_psk_file(t / "psk");
     const std::string psk = slurp(t / "psk");
@@ -283,12 +270,9 @@ TEST_CASE("credentials: files an administrator provided are kept as they are")
     CHECK(slurp(t / "psk") == psk);
 }
 
-TEST_CASE("credentials: unusable places and names fail with one clear line")
-{
+TEST_CASE("credentials: unusable places and names fail with one clear line") {
     TempDir t;
-    {
-        std::ofstream(t / "file") << "x";
-    }
+    { std::ofstream(t / "file") << "x"; }
     CHECK_THROWS_WITH_AS(secmsg::init_credentials(t / "file"), doctest::Contains("not a directory"),
                          std::runtime_error);
     CHECK_THROWS_AS(secmsg::init_credentials(t / "no/such/parent"), std::runtime_error);
@@ -298,8 +282,9 @@ TEST_CASE("credentials: unusable places and names fail with one clear line")
                          std::invalid_argument);
 }
 
-TEST_CASE("credentials: the certificate serves TLS and verifies as its own CA for localhost and 127.0.0.1")
-{
+TEST_CASE(
+    "credentials: the certificate serves TLS and verifies as its own CA for localhost and "
+    "127.0.0.1") {
     for (KeyType type : {KeyType::ecdsa_p256, KeyType::ed25519}) {
         CAPTURE(static_cast<int>(type));
         TempDir t;
@@ -316,8 +301,7 @@ TEST_CASE("credentials: the certificate serves TLS and verifies as its own CA fo
     }
 }
 
-TEST_CASE("credentials: an independent X.509 parser sees the names, validity and pin")
-{
+TEST_CASE("credentials: an independent X.509 parser sees the names, validity and pin") {
     TempDir t;
     auto r = secmsg::init_credentials(t.path);
     // python3-cryptography (OpenSSL underneath) reads the certificate.
@@ -354,8 +338,7 @@ namespace {
 constexpr std::time_t day = 86400;
 
 // The expiry of a certificate file, as python3-cryptography reads it.
-std::time_t not_after_of(const TempDir& t, const std::string& cert)
-{
+std::time_t not_after_of(const TempDir& t, const std::string& cert) {
     const std::string script = t / "not_after.py";
     std::ofstream(script) << "import sys, calendar\n"
                              "from cryptography import x509\n"
@@ -366,8 +349,8 @@ std::time_t not_after_of(const TempDir& t, const std::string& cert)
 
 }  // namespace
 
-TEST_CASE("credentials: a certificate made here is renewed for the same key when under 30 days remain")
-{
+TEST_CASE(
+    "credentials: a certificate made here is renewed for the same key when under 30 days remain") {
     const std::time_t now = std::time(nullptr);
     for (KeyType type : {KeyType::ecdsa_p256, KeyType::ed25519}) {
         CAPTURE(static_cast<int>(type));
@@ -376,7 +359,8 @@ TEST_CASE("credentials: a certificate made here is renewed for the same key when
         auto old = secmsg::init_credentials(t.path, type, now - 380 * day);
         CHECK(old.not_after == now - 380 * day - 3600 + 397 * day);
         CHECK(not_after_of(t, old.cert_file) == old.not_after);
-        const std::string key = slurp(old.key_file), cert = slurp(old.cert_file), psk = slurp(old.psk_file);
+        const std::string key = slurp(old.key_file), cert = slurp(old.cert_file),
+                          psk = slurp(old.psk_file);
 
         auto r = secmsg::init_credentials(t.path, type, now);
         CHECK(r.created.empty());
@@ -403,11 +387,11 @@ TEST_CASE("credentials: a certificate made here is renewed for the same key when
     }
 }
 
-TEST_CASE("credentials: a certificate with time left, or one not made here, is never renewed")
-{
+TEST_CASE("credentials: a certificate with time left, or one not made here, is never renewed") {
     const std::time_t now = std::time(nullptr);
     TempDir t;
-    auto old = secmsg::init_credentials(t.path, KeyType::ecdsa_p256, now - 300 * day);  // 97 days left
+    auto old =
+        secmsg::init_credentials(t.path, KeyType::ecdsa_p256, now - 300 * day);  // 97 days left
     const std::string cert = slurp(old.cert_file);
     auto r = secmsg::init_credentials(t.path, KeyType::ecdsa_p256, now);
     CHECK(r.renewed_from == 0);
@@ -437,8 +421,7 @@ TEST_CASE("credentials: a certificate with time left, or one not made here, is n
     CHECK(kept.pin == old.pin);
 }
 
-TEST_CASE("credentials: a certificate due for renewal that belongs to another key is an error")
-{
+TEST_CASE("credentials: a certificate due for renewal that belongs to another key is an error") {
     const std::time_t now = std::time(nullptr);
     TempDir a, b;
     auto old = secmsg::init_credentials(a.path, KeyType::ecdsa_p256, now - 380 * day);
@@ -450,8 +433,7 @@ TEST_CASE("credentials: a certificate due for renewal that belongs to another ke
     CHECK(slurp(old.cert_file) == cert);
 }
 
-TEST_CASE("credentials: refused in a directory others can write or that another user owns")
-{
+TEST_CASE("credentials: refused in a directory others can write or that another user owns") {
     TempDir t;
     ::chmod(t.path.c_str(), 01777);  // like /tmp
     CHECK_THROWS_WITH_AS(secmsg::init_credentials(t.path),
@@ -461,11 +443,12 @@ TEST_CASE("credentials: refused in a directory others can write or that another 
     if (::geteuid() != 0) return;
     REQUIRE(::chown(t.path.c_str(), 65534, 65534) == 0);
     const std::string fix = "chown root " + t.path;
-    CHECK_THROWS_WITH_AS(secmsg::init_credentials(t.path), doctest::Contains(fix.c_str()), secmsg::KeyFileError);
+    CHECK_THROWS_WITH_AS(secmsg::init_credentials(t.path), doctest::Contains(fix.c_str()),
+                         secmsg::KeyFileError);
 }
 
-TEST_CASE("credentials: the server refuses a key others can read and accepts a public certificate")
-{
+TEST_CASE(
+    "credentials: the server refuses a key others can read and accepts a public certificate") {
     TempDir t;
     auto r = secmsg::init_credentials(t.path);
     secmsg::tls::ServerOptions so;

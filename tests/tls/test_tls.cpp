@@ -173,7 +173,9 @@ TEST_CASE("tls: ECDSA P-256 handshake, TLS 1.3, ALPN, X25519, data both ways, cl
     // Several small records, read one small chunk at a time: has_pending says
     // bytes wait inside wolfSSL although the socket itself is drained.
     const std::string hello = "hello, pending bytes";
-    REQUIRE(server.write({reinterpret_cast<const std::uint8_t*>(hello.data()), hello.size()}).status == Io::done);
+    REQUIRE(
+        server.write({reinterpret_cast<const std::uint8_t*>(hello.data()), hello.size()}).status ==
+        Io::done);
     std::array<std::uint8_t, 4> small{};
     auto r = client.read(small);
     REQUIRE(r.status == Io::done);
@@ -240,7 +242,8 @@ TEST_CASE("tls: ALPN: other protocols only are refused, no ALPN is accepted") {
     }
 }
 
-TEST_CASE("tls: a TLS 1.2-only client is refused by default and accepted with min 1.2 (ECDHE+AEAD)") {
+TEST_CASE(
+    "tls: a TLS 1.2-only client is refused by default and accepted with min 1.2 (ECDHE+AEAD)") {
     auto cctx = raw_client_ctx(true);
     {
         auto sctx = tls::make_server_context(server_opts("ecdsa"));
@@ -260,40 +263,45 @@ TEST_CASE("tls: a TLS 1.2-only client is refused by default and accepted with mi
         CHECK(server.version() == "TLSv1.2");
         auto suite = server.cipher();
         CHECK(suite.rfind("ECDHE-", 0) == 0);
-        CHECK((suite.find("GCM") != std::string::npos || suite.find("CHACHA20") != std::string::npos));
+        CHECK((suite.find("GCM") != std::string::npos ||
+               suite.find("CHACHA20") != std::string::npos));
     }
 }
 
 TEST_CASE("tls: server context errors are one clear line naming the fault") {
     auto o = server_opts("ecdsa");
     o.key_file = certs()("other.key");
-    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("does not match"), tls::TlsError);
+    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("does not match"),
+                         tls::TlsError);
 
     o = server_opts("ecdsa");
     o.cert_file = certs()("missing.crt");
-    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("missing.crt"), tls::TlsError);
+    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("missing.crt"),
+                         tls::TlsError);
 
     o = server_opts("ecdsa");
     o.key_file = certs()("gen.py");
-    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("no usable PEM private key"),
-                         tls::TlsError);
+    CHECK_THROWS_WITH_AS(tls::make_server_context(o),
+                         doctest::Contains("no usable PEM private key"), tls::TlsError);
 
     o = server_opts("ecdsa");
     o.ciphers = "AES128-SHA";
-    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("not allowed"), tls::TlsError);
-    o.ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256";
-    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("TLS 1.2 as the lowest version"),
+    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("not allowed"),
                          tls::TlsError);
+    o.ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256";
+    CHECK_THROWS_WITH_AS(tls::make_server_context(o),
+                         doctest::Contains("TLS 1.2 as the lowest version"), tls::TlsError);
     o.ciphers = "";
     o.groups = "X448:bogus";
-    CHECK_THROWS_WITH_AS(tls::make_server_context(o), doctest::Contains("unknown key exchange group"),
-                         tls::TlsError);
+    CHECK_THROWS_WITH_AS(tls::make_server_context(o),
+                         doctest::Contains("unknown key exchange group"), tls::TlsError);
 }
 
 TEST_CASE("tls: default suite order follows the AES hardware, X25519 first") {
     auto c = tls::default_ciphers();
-    CHECK(c.rfind(aes_uses_hardware() ? "TLS13-AES128-GCM-SHA256:" : "TLS13-CHACHA20-POLY1305-SHA256:",
-                  0) == 0);
+    CHECK(c.rfind(
+              aes_uses_hardware() ? "TLS13-AES128-GCM-SHA256:" : "TLS13-CHACHA20-POLY1305-SHA256:",
+              0) == 0);
     CHECK(c.find("ECDHE") == std::string::npos);  // TLS 1.3 only unless asked
     CHECK(tls::default_groups().rfind("X25519", 0) == 0);
 }
@@ -317,14 +325,16 @@ using secmsg::testing::OpenSslPeer;
 
 // The server reads in passes of `budget` bytes until the socket is drained
 // or TLS must write first; returns the last status.
-Io server_drain(tls::Session& server, std::size_t budget, std::vector<std::uint8_t>* got = nullptr) {
+Io server_drain(tls::Session& server, std::size_t budget,
+                std::vector<std::uint8_t>* got = nullptr) {
     std::array<std::uint8_t, 16384> buf{};
     for (int pass = 0; pass < 100000; ++pass) {
         server.begin_pass(budget);
         for (;;) {
             auto r = server.read(buf);
             if (r.status == Io::done) {
-                if (got) got->insert(got->end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
+                if (got)
+                    got->insert(got->end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
                 continue;
             }
             if (r.status == Io::want_read && r.budget_spent) break;  // the next pass
@@ -337,7 +347,8 @@ Io server_drain(tls::Session& server, std::size_t budget, std::vector<std::uint8
 
 }  // namespace
 
-TEST_CASE("tls: the per-pass budget bounds raw bytes and records read; budget_spent says come back") {
+TEST_CASE(
+    "tls: the per-pass budget bounds raw bytes and records read; budget_spent says come back") {
     Connected c;
     auto& server = c.server;
     auto& client = c.client;
@@ -360,7 +371,8 @@ TEST_CASE("tls: the per-pass budget bounds raw bytes and records read; budget_sp
     IoResult r{Io::done};
     for (int i = 0; i < 1000 && r.status == Io::done; ++i) {
         r = server.read(buf);
-        if (r.status == Io::done) got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
+        if (r.status == Io::done)
+            got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
     }
     CHECK(r.status == Io::want_read);
     CHECK(r.budget_spent);
@@ -376,7 +388,8 @@ TEST_CASE("tls: the per-pass budget bounds raw bytes and records read; budget_sp
     r = {Io::done};
     for (int i = 0; i < 1000 && r.status == Io::done; ++i) {
         r = server.read(buf);
-        if (r.status == Io::done) got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
+        if (r.status == Io::done)
+            got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
     }
     CHECK(r.status == Io::want_read);
     CHECK(r.budget_spent);
@@ -392,8 +405,9 @@ TEST_CASE("tls: the per-pass budget bounds raw bytes and records read; budget_sp
     CHECK_FALSE(server.output_blocked());
 }
 
-TEST_CASE("tls: read_in_passes: small records read ahead, a short read ends the pass, "
-          "the end of stream is still seen once the peer may have closed") {
+TEST_CASE(
+    "tls: read_in_passes: small records read ahead, a short read ends the pass, "
+    "the end of stream is still seen once the peer may have closed") {
     Connected c;
     auto& server = c.server;
     auto& client = c.client;
@@ -404,7 +418,8 @@ TEST_CASE("tls: read_in_passes: small records read ahead, a short read ends the 
         IoResult r{Io::done};
         for (int i = 0; i < 10000 && r.status == Io::done; ++i) {
             r = server.read(buf);
-            if (r.status == Io::done) got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
+            if (r.status == Io::done)
+                got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(r.bytes));
         }
         return r;
     };
@@ -448,8 +463,9 @@ TEST_CASE("tls: read_in_passes: small records read ahead, a short read ends the 
     CHECK(got == sent);
 }
 
-TEST_CASE("tls: a KeyUpdate flood from a peer that never reads: reading stops, memory stays bounded, "
-          "the counter rises, later data leaves intact") {
+TEST_CASE(
+    "tls: a KeyUpdate flood from a peer that never reads: reading stops, memory stays bounded, "
+    "the counter rises, later data leaves intact") {
     auto sctx = tls::make_server_context(server_opts("ecdsa"));
     Pair p;
     tls::Session server(sctx, p.fds[0]);
@@ -512,8 +528,8 @@ TEST_CASE("tls: a KeyUpdate flood from a peer that never reads: reading stops, m
     // New application data waits behind the held answer, then leaves whole
     // once the peer reads.
     const std::string after = "after the flood";
-    const std::span<const std::uint8_t> after_bytes(reinterpret_cast<const std::uint8_t*>(after.data()),
-                                                    after.size());
+    const std::span<const std::uint8_t> after_bytes(
+        reinterpret_cast<const std::uint8_t*>(after.data()), after.size());
     peer_got.clear();
     bool written = false;
     for (int i = 0; i < 100000 && !written; ++i) {
@@ -529,5 +545,6 @@ TEST_CASE("tls: a KeyUpdate flood from a peer that never reads: reading stops, m
         server_drain(server, 64 * 1024);
     }
     CHECK(std::string(peer_got.begin(), peer_got.end()) == after);
-    CHECK(server.counters().records_without_data - before.records_without_data == static_cast<std::uint64_t>(sent));
+    CHECK(server.counters().records_without_data - before.records_without_data ==
+          static_cast<std::uint64_t>(sent));
 }
