@@ -14,6 +14,11 @@ its fd 2 a pipe (or /dev/full) that this test holds the other end of.
           resumes and every ACKed message's line is there
   full    /dev/full: every message gets ERROR 6, none is ACKed, the daemon
           stays up and serves new connections
+  shared  a heavy connection (1,500 messages pipelined) fills an unread
+          pipe, four more send 300 each, then the pipe is read slower than
+          they send: while all five have messages to record they take
+          turns, one message each (by the order of the lines: the heavy
+          one at most 1.2 times the others' mean, the four within 20%)
 
 In every case, over everything the pipe carried: each line is whole and is
 either a record line (the harness's MESSAGE_LINE, its payload matching its
@@ -22,6 +27,11 @@ together; ACK <=> line: every ACKed message has exactly one line, with its
 id (the ACK note's) and its exact payload; a message answered ERROR 6 has
 none (the lines of `unread` fit in PIPE_BUF, so none can be half written when
 its deadline passes).
+
+Before connections took turns at a full recorder (Recorder::contended),
+`shared` saw the heavy connection record about 1.4 times as many as each
+other (in runs of six against their one): the first connection served
+after each drain took all the room there was.
 
 On the code before the recorder rework (bc1a0c5^), stderr was written with
 blocking stdio: `slow` loses or cuts lines on EAGAIN yet ACKs them, `unread`
@@ -251,7 +261,69 @@ def case_full():
     return failures
 
 
-CASES = {"slow": case_slow, "unread": case_unread, "full": case_full}
+def case_shared():
+    failures = []
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)
+    reader = Reader(r, chunk=4096, delay=0.002, go=False)  # then slower than the daemon
+    reader.start()
+    d = StderrDaemon(w, args=["--record-timeout", "60"]).start()
+    os.close(w)
+    # While nobody reads, a first connection fills the pipe; four more
+    # send theirs; then the pipe is read, slower than they send.
+    n, count, heavy = 4, 300, 1500
+    clients = [d.client() for _ in range(n + 1)]
+    answers = [None] * (n + 1)
+    size = 200
+
+    def run(k):
+        answers[k] = exchange(clients[k], text_payloads(b"shared %d" % k, heavy if k == 0 else count, size), 60)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n + 1)]
+    try:
+        threads[0].start()
+        time.sleep(0.5)
+        for t in threads[1:]:
+            t.start()
+        time.sleep(0.5)
+        reader.go.set()
+        for t in threads:
+            t.join(90)
+        for k, a in enumerate(answers):
+            want = heavy if k == 0 else count
+            if a is None or kinds(a) != "A" * want:
+                failures.append("connection %d: %s, expected %d ACKs" % (k, kinds(a or [])[:40], want))
+        for c in clients:
+            c.close()
+    finally:
+        rc = d.stop()
+    data = reader.finish()
+    failures += [] if rc == 0 else ["secmsgd exited with %s" % rc]
+    failures += check_lines(data, list(zip(clients, [a or [] for a in answers])))
+    # The record lines are in the order of recording.  From the first line
+    # of the four to the last line of the first of them to be done, every
+    # connection had about the same number of turns: one message each.
+    order = [MESSAGE_LINE.match(l.decode("utf-8", "replace"))["id"].rsplit("-", 1)[0]
+             for l in data.split(b"\n") if l.startswith(b"message ")]
+    if len(order) == heavy + n * count:
+        first = order[0]  # the heavy connection's, written before the others came
+        four = [i for i, conn in enumerate(order) if conn != first]
+        last = {}
+        for i in four:
+            last[order[i]] = i
+        window = order[four[0]:min(last.values()) + 1]
+        share = {conn: window.count(conn) for conn in set(window)}
+        others = [share.get(conn, 0) for conn in last]
+        ratio = share.get(first, 0) / (sum(others) / n)
+        print("shared: while all five had messages to record, the heavy connection recorded %d, "
+              "the four %s: %.1f times their mean" % (share.get(first, 0), sorted(others), ratio))
+        if len(last) != n or ratio > 1.2 or min(others) < 0.8 * max(others):
+            failures.append("connections did not take turns at the recorder: %d for the heavy "
+                            "connection against %s" % (share.get(first, 0), sorted(others)))
+    return failures
+
+
+CASES = {"slow": case_slow, "unread": case_unread, "full": case_full, "shared": case_shared}
 
 
 if __name__ == "__main__":
