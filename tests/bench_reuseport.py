@@ -9,7 +9,10 @@ instance it prints the connections it served (from its closing "stopped: N
 connections served" line), its share of them, and its CPU time per
 connection (/proc/PID/stat utime + stime over the measured period); then
 the same workload against one instance alone, for the total rate (a fair
-comparison only on an otherwise quiet machine).
+comparison only on an otherwise quiet machine).  Unpinned, N instances and
+the generator share the cores, and on two cores CPU per connection rises
+with the contention; --pin puts every instance on CPU 0 and the generator
+on CPU 1, so that N instances share the core one instance has alone.
 
 The kernel picks an instance per connection by a hash of its addresses and
 ports, so the shares are fair within binomial noise: the script reports
@@ -117,7 +120,8 @@ def wait_listening(instances, port, timeout=15):
 def run(a, gen, cred, work, n):
     """n instances on one port, one generator run; per-instance figures."""
     port = bench_load.free_port()
-    argv = [a.secmsgd, "--reuse-port", "--host", "127.0.0.1", "--port", str(port),
+    argv = (["taskset", "-c", "0"] if a.pin else []) + [
+            a.secmsgd, "--reuse-port", "--host", "127.0.0.1", "--port", str(port),
             "--cert", cred["cert"], "--key", cred["key"], "--psk-file", cred["psk"],
             "--record", "none", "--max-connections", "20000"]
     instances = [Instance(k, n, argv, work) for k in range(n)]
@@ -160,6 +164,10 @@ def main():
     ap.add_argument("--instances", type=int, default=2)
     ap.add_argument("--connections", type=int, default=8, help="concurrent handshake loops")
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--pin", action="store_true",
+                    help="every instance on CPU 0, the generator on CPU 1: N instances share the "
+                         "core one has alone, so CPU per connection compares without the cores' "
+                         "contention (needs 2 CPUs and taskset)")
     ap.add_argument("--smoke", action="store_true",
                     help="a 1-second run and the fairness check only (for the test suite)")
     ap.add_argument("--key-type", choices=("ed25519", "ecdsa"), default="ed25519",
@@ -175,7 +183,8 @@ def main():
     work = tempfile.mkdtemp(prefix="secmsg-reuseport-")
     try:
         cred = bench_load.make_credentials(work, a.key_type)
-        gen = bench_load.Generator(os.path.abspath(a.generator), [[]], cred)  # one process, not pinned
+        gen = bench_load.Generator(os.path.abspath(a.generator),
+                                   [["taskset", "-c", "1"] if a.pin else []], cred)  # one process
         n = a.instances
         print("secmsgd --reuse-port: %d instances on one port, %d handshake loops (connect, TLS 1.3, "
               "one 64 B message, close) for %.0f s; %d CPUs" % (n, a.connections, a.seconds,
