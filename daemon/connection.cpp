@@ -233,13 +233,6 @@ bool Connection::process_frames() {
         case ServerSession::Next::Kind::message:
             handle_message(next);
             if (state_ != State::open && state_ != State::draining) return false;
-            if (record_wait_ == RecordWait::none && shared_.recorder.contended()) {
-                // The recorder is the bottleneck: one message per turn, the
-                // next after every other connection has had its turn.
-                session_.retain();
-                shared_.reactor.revisit(this);
-                return false;
-            }
             break;
         }
     }

@@ -140,13 +140,7 @@ RecordStats RecordQueue::stats() const {
 
 void RecordQueue::on_events(std::uint32_t) { flush(); }
 
-bool RecordQueue::contended() const {
-    return blocked_ ||
-           (last_full_ != Clock::time_point{} && Clock::now() - last_full_ < contention_window);
-}
-
 void RecordQueue::set_blocked(bool blocked) {
-    if (blocked) last_full_ = Clock::now();
     if (blocked == blocked_) return;
     blocked_ = blocked;
     if (blocked)

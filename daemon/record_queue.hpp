@@ -49,7 +49,6 @@ public:
     void forget(RecordClient& c) override;
     void cap_deadlines(Clock::time_point when) override;
     RecordStats stats() const override;
-    bool contended() const override;
 
     // EPOLLOUT (or a revisit): write what is queued.
     void on_events(std::uint32_t events) override;
@@ -122,7 +121,6 @@ private:
     // Would-block time: since when (while blocked), and the total so far.
     bool blocked_ = false;
     Clock::time_point blocked_since_{};
-    Clock::time_point last_full_{};  // the last time a write would have blocked
     Clock::duration paused_{};
     std::uint64_t recorded_ = 0;
     std::uint64_t not_recorded_ = 0;

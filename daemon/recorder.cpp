@@ -47,7 +47,6 @@ public:
     void cap_deadlines(Clock::time_point when) override { s_.cap_deadlines(when); }
     RecordStats stats() const override { return s_.stats(); }
     std::string_view name() const override { return s_.name(); }
-    bool contended() const override { return s_.contended(); }
 
 private:
     StderrStream& s_;

@@ -93,15 +93,7 @@ public:
     virtual void cap_deadlines(Clock::time_point when) = 0;
     virtual RecordStats stats() const = 0;
     virtual std::string_view name() const = 0;
-    // True while the recorder is the bottleneck: it was full (a write
-    // would have blocked) within the last contention_window.  A connection
-    // then records one message per turn of the loop, so that the
-    // connections share it in turns instead of the first one served after
-    // each drain taking all the room there is.
-    virtual bool contended() const { return false; }
 };
-
-inline constexpr std::chrono::milliseconds contention_window{100};
 
 enum class RecordMode { automatic, journal, stderr_, none };
 

@@ -16,9 +16,9 @@ its fd 2 a pipe (or /dev/full) that this test holds the other end of.
           stays up and serves new connections
   shared  a heavy connection (1,500 messages pipelined) fills an unread
           pipe, four more send 300 each, then the pipe is read slower than
-          they send: while all five have messages to record they take
-          turns, one message each (by the order of the lines: the heavy
-          one at most 1.2 times the others' mean, the four within 20%)
+          they send: while all five have messages to record, none is
+          starved and none takes over (by the order of the lines: the heavy
+          one at most twice the others' mean, the four within 20%)
 
 In every case, over everything the pipe carried: each line is whole and is
 either a record line (the harness's MESSAGE_LINE, its payload matching its
@@ -28,10 +28,13 @@ id (the ACK note's) and its exact payload; a message answered ERROR 6 has
 none (the lines of `unread` fit in PIPE_BUF, so none can be half written when
 its deadline passes).
 
-Before connections took turns at a full recorder (Recorder::contended),
-`shared` saw the heavy connection record about 1.4 times as many as each
-other (in runs of six against their one): the first connection served
-after each drain took all the room there was.
+In `shared` the heavy connection records about 1.4 times as many as each
+other while all five wait (runs of six against their one): a connection
+has one record queued at a time, and the first one served after each
+drain takes the room the drain left.  One message per connection per turn
+would make it 1.0, but one ACK per send and a loop pass per message
+doubled secmsgd's CPU per recorded message (bench_journal, 5.6 against
+10.8 us) for the same rate; not done.
 
 On the code before the recorder rework (bc1a0c5^), stderr was written with
 blocking stdio: `slow` loses or cuts lines on EAGAIN yet ACKs them, `unread`
@@ -301,8 +304,8 @@ def case_shared():
     failures += [] if rc == 0 else ["secmsgd exited with %s" % rc]
     failures += check_lines(data, list(zip(clients, [a or [] for a in answers])))
     # The record lines are in the order of recording.  From the first line
-    # of the four to the last line of the first of them to be done, every
-    # connection had about the same number of turns: one message each.
+    # of the four to the last line of the first of them to be done, each
+    # of the five recorded a fair share: none starved, none took over.
     order = [MESSAGE_LINE.match(l.decode("utf-8", "replace"))["id"].rsplit("-", 1)[0]
              for l in data.split(b"\n") if l.startswith(b"message ")]
     if len(order) == heavy + n * count:
@@ -317,7 +320,7 @@ def case_shared():
         ratio = share.get(first, 0) / (sum(others) / n)
         print("shared: while all five had messages to record, the heavy connection recorded %d, "
               "the four %s: %.1f times their mean" % (share.get(first, 0), sorted(others), ratio))
-        if len(last) != n or ratio > 1.2 or min(others) < 0.8 * max(others):
+        if len(last) != n or ratio > 2 or min(others) < 0.8 * max(others):
             failures.append("connections did not take turns at the recorder: %d for the heavy "
                             "connection against %s" % (share.get(first, 0), sorted(others)))
     return failures
