@@ -277,10 +277,9 @@ def case_shared():
     n, count, heavy = 4, 300, 1500
     clients = [d.client() for _ in range(n + 1)]
     answers = [None] * (n + 1)
-    size = 200
 
     def run(k):
-        answers[k] = exchange(clients[k], text_payloads(b"shared %d" % k, heavy if k == 0 else count, size), 60)
+        answers[k] = exchange(clients[k], text_payloads(b"shared %d" % k, heavy if k == 0 else count, 200), 60)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(n + 1)]
     try:
@@ -300,9 +299,8 @@ def case_shared():
             c.close()
     finally:
         rc = d.stop()
-    data = reader.finish()
-    failures += [] if rc == 0 else ["secmsgd exited with %s" % rc]
-    failures += check_lines(data, list(zip(clients, [a or [] for a in answers])))
+    failures += stopped(rc, reader, list(zip(clients, [a or [] for a in answers])))
+    data = reader.finish()  # the reader has ended: what it read
     # The record lines are in the order of recording.  From the first line
     # of the four to the last line of the first of them to be done, each
     # of the five recorded a fair share: none starved, none took over.
@@ -311,9 +309,7 @@ def case_shared():
     if len(order) == heavy + n * count:
         first = order[0]  # the heavy connection's, written before the others came
         four = [i for i, conn in enumerate(order) if conn != first]
-        last = {}
-        for i in four:
-            last[order[i]] = i
+        last = {order[i]: i for i in four}  # each of the four's last line
         window = order[four[0]:min(last.values()) + 1]
         share = {conn: window.count(conn) for conn in set(window)}
         others = [share.get(conn, 0) for conn in last]
@@ -321,7 +317,7 @@ def case_shared():
         print("shared: while all five had messages to record, the heavy connection recorded %d, "
               "the four %s: %.1f times their mean" % (share.get(first, 0), sorted(others), ratio))
         if len(last) != n or ratio > 2 or min(others) < 0.8 * max(others):
-            failures.append("connections did not take turns at the recorder: %d for the heavy "
+            failures.append("connections did not share the recorder: %d for the heavy "
                             "connection against %s" % (share.get(first, 0), sorted(others)))
     return failures
 
