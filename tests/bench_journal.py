@@ -81,7 +81,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "harness"))
 sys.path.insert(0, HERE)
 import journald_harness as jh  # noqa: E402
-from bench_reuseport import holds_socket, tcp_sockets  # noqa: E402
+from bench_reuseport import holds_socket, tcp_sockets, wait_listening  # noqa: E402
 from secmsg_harness import ACK, MSG, Daemon, ProtocolViolation, open_frame, parse_ack, seal  # noqa: E402
 
 SHIPPED_NAMESPACE_CONF = os.path.join(HERE, "..", "systemd", "journald@secmsgd.conf")
@@ -373,19 +373,15 @@ class Setup:
                 d.proc.kill()
                 d.__exit__(None, None, None)
 
-    def wait_listening(self, timeout=30):
-        """Until each instance holds a listening socket of its own on the port
-        (connecting to see it would reach any one of them)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for d in self.daemons:
-                if d.proc.poll() is not None:
-                    raise RuntimeError("secmsgd exited at start:\n" + d.log())
-            inodes = tcp_sockets(self.daemons[0].port)
-            if all(holds_socket(d.proc.pid, inodes) for d in self.daemons):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("%s: the instances did not listen within %d s" % (self.label, timeout))
+    def wait_listening(self):
+        """Until each instance holds a listening socket of its own on the port."""
+        try:
+            dead = wait_listening(self.daemons[0].port, [d.proc for d in self.daemons], 30)
+        except TimeoutError as e:
+            raise RuntimeError("%s: %s" % (self.label, e))
+        for d in self.daemons:
+            if d.proc is dead:
+                raise RuntimeError("secmsgd exited at start:\n" + d.log())
 
     def owner_of(self, flow):
         """The index of the instance that accepted the flow's connection."""

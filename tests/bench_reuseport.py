@@ -57,10 +57,6 @@ class Instance(bench_load.Server):
                                      stdout=subprocess.DEVNULL, stderr=self.log,
                                      preexec_fn=bench_load.raise_nofile)
 
-    def listening(self, inodes):
-        """True once this process holds one of the listening sockets `inodes`."""
-        return holds_socket(self.proc.pid, inodes)
-
     def served(self):
         """After stop(): the connections its closing line says it served, else None."""
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
@@ -100,21 +96,21 @@ def tcp_sockets(port, peer_port=None):
     return out
 
 
-def wait_listening(instances, port, timeout=15):
-    """Until each instance has its own listening socket on the port (no
-    connection is made: it would count as served)."""
+def wait_listening(port, procs, timeout):
+    """Until each process of `procs` (Popen) holds a listening socket of its
+    own on the port; no connection is made to see it (it would count as
+    served, and reach any one of them).  Returns None, or the first process
+    that exited meanwhile; raises TimeoutError."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for i in instances:
-            if not i.alive():
-                tail = i.log_tail()
-                i.stop()
-                sys.exit("bench_reuseport.py: secmsgd %d exited at start: %s" % (i.index, tail))
+        for p in procs:
+            if p.poll() is not None:
+                return p
         inodes = tcp_sockets(port)
-        if all(i.listening(inodes) for i in instances):
-            return
+        if all(holds_socket(p.pid, inodes) for p in procs):
+            return None
         time.sleep(0.05)
-    sys.exit("bench_reuseport.py: the instances did not listen on port %d within %d s" % (port, timeout))
+    raise TimeoutError("the instances did not listen on port %d within %d s" % (port, timeout))
 
 
 def run(a, gen, cred, work, n):
@@ -128,7 +124,13 @@ def run(a, gen, cred, work, n):
     try:
         for i in instances:
             i.start_on(port)
-        wait_listening(instances, port)
+        try:
+            dead = wait_listening(port, [i.proc for i in instances], 15)
+        except TimeoutError as e:
+            sys.exit("bench_reuseport.py: %s" % e)
+        for i in instances:
+            if i.proc is dead:
+                sys.exit("bench_reuseport.py: secmsgd %d exited at start: %s" % (i.index, i.log_tail()))
         cpu0 = {}
 
         def on_line(line, _):
