@@ -52,7 +52,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
-from secmsg_harness import MESSAGE_LINE, Daemon, unescape  # noqa: E402
+from secmsg_harness import MESSAGE_LINE, Daemon, built_with_asan, unescape  # noqa: E402
 from journald_harness import exchange, kinds, read_answers, run_cases  # noqa: E402
 
 LOG_LINE = re.compile(rb"^secmsgd: [^\n]*$")
@@ -265,6 +265,11 @@ def case_full():
 
 
 def case_shared():
+    if built_with_asan(os.environ.get("SECMSGD")):
+        # Then the daemon, not the pipe, is the slowest part: the recorder is
+        # not what the connections share (seen: uneven shares in CI's ASan run).
+        print("shared: skipped under AddressSanitizer (the recorder is not the bottleneck)")
+        sys.exit(77)
     failures = []
     r, w = os.pipe()
     fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)
